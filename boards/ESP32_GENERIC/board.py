@@ -1,0 +1,36 @@
+"""Board definition: generic ESP32-WROOM-32 (no PSRAM) + MAX485/MAX3485 transceiver.
+
+Wiring (3.3 V logic): UART2 TX GPIO17 -> DI, RX GPIO16 <- RO, GPIO4 -> DE and /RE
+(tied together), A/B to the Power Brain's Modbus terminals, 120 ohm
+termination at both ends of the bus. Status LED on GPIO2.
+Built and tested against MicroPython v1.29 (mpy format 6.3).
+"""
+from machine import UART, Pin
+
+NAME = "ESP32_GENERIC"
+UART_ID = 2
+TX = 17
+RX = 16
+DE = 4
+LED = 2
+BAUD = 9600
+HTTP_HOST = "0.0.0.0"
+HTTP_PORT = 80
+HTTP_MAX_CONNS = 4
+FLASH = ""  # the littlefs root: /pbctl.json
+BUS_TIMEOUT_MS = 100
+BUS_RETRIES = 1
+
+
+def uart():
+    # timeout=0: reads never block; asyncio polls the UART for readiness
+    return UART(UART_ID, baudrate=BAUD, bits=8, parity=None, stop=1, tx=TX, rx=RX, timeout=0, timeout_char=0,
+                rxbuf=512)
+
+
+def de_pin():
+    return Pin(DE, Pin.OUT, value=0)
+
+
+def led():
+    return Pin(LED, Pin.OUT, value=0)

@@ -1,0 +1,51 @@
+"""Board definition for the MicroPython unix port (`make sim`, e2e tests).
+
+The one host-only shim: the UART is the simulator's pseudo-terminal, the
+RS-485 driver-enable pin a stand-in that remembers its last value, settings
+come from environment variables (PBCTL_*). Excluded from the ESP32 check.
+"""
+import os
+
+NAME = "HOST"
+_e = os.getenv
+BAUD = int(_e("PBCTL_BAUD") or 9600)
+HTTP_HOST = _e("PBCTL_HTTP_HOST") or "127.0.0.1"
+HTTP_PORT = int(_e("PBCTL_HTTP_PORT") or 8080)
+HTTP_MAX_CONNS = int(_e("PBCTL_HTTP_MAX_CONNS") or 4)
+FLASH = _e("PBCTL_FLASH") or "/tmp/pbctl-flash"
+TTY = _e("PBCTL_TTY") or ""
+ADMIN_PWD = _e("PBCTL_ADMIN_PWD") or ""  # preset first admin password (simulation only)
+BUS_TIMEOUT_MS = int(_e("PBCTL_BUS_TIMEOUT_MS") or 100)
+BUS_RETRIES = int(_e("PBCTL_BUS_RETRIES") or 1)
+
+
+class Pin:
+    def __init__(self):
+        self.v = 0
+
+    def value(self, v=None):
+        if v is None:
+            return self.v
+        self.v = v
+
+
+def uart():
+    """The pty in PBCTL_TTY, raw, non-blocking reads (VMIN = VTIME = 0)."""
+    import termios
+
+    f = open(TTY, "r+b")
+    fd = f.fileno()
+    termios.setraw(fd)
+    a = termios.tcgetattr(fd)
+    a[6][6] = 0  # VMIN
+    a[6][5] = 0  # VTIME
+    termios.tcsetattr(fd, termios.TCSANOW, a)
+    return f
+
+
+def de_pin():
+    return Pin()
+
+
+def led():
+    return None

@@ -1,0 +1,79 @@
+"""Administration commands (API.md §3, §7). Loaded on demand."""
+import config
+from cnf import flag, need
+from httpd import HTTPError
+
+
+def _post_json(req):
+    if req.method != "POST":
+        raise HTTPError(405, "method not allowed")
+    return req.json()
+
+
+async def set_params(app, req):
+    app.check_admin(req)
+    return config.set_params(app, _post_json(req))
+
+
+async def del_device(app, req):
+    app.check_admin(req)
+    return config.delete_device(app, need(req.query, "dev_id"))
+
+
+async def reset_device(app, req):
+    app.check_admin(req)
+    return config.reset_device(app, need(req.query, "dev_id"))
+
+
+async def accept_license(app, req):
+    app.check_admin(req)
+    q = req.query
+    lic = {"accepted": flag(q, "acc"),
+           "allow_usage_stats": flag(q, "allow_usage_stats") if "allow_usage_stats" in q else False}
+    snap = config.snapshot(app)
+    snap["license"] = lic
+    config.save(app, snap)
+    app.license = lic
+    return "ok"
+
+
+async def change_admin_pwd(app, req):
+    """No Basic auth: the old password is the proof (empty while none is set)."""
+    import auth
+
+    q = req.query
+    guard = auth.Guard(app.fails)
+    if guard.blocked(req.client):
+        raise HTTPError(429, "too many failed logins")
+    if app.admin_secret and not auth.verify(app.admin_secret, q.get("old_pwd", "")):
+        guard.failed(req.client)
+        raise HTTPError(403, "wrong password")
+    new = q.get("new_pwd", "")
+    if not 8 <= len(new) <= 64:
+        raise HTTPError(400, "bad value: new_pwd")
+    secret = auth.make_secret(new)
+    snap = config.snapshot(app)
+    snap["admin"] = secret
+    config.save(app, snap)
+    app.admin_secret = secret
+    guard.succeeded(req.client)
+    return "ok"
+
+
+async def set_diag_logging(app, req):
+    """The ring (4 KB) is allocated on first use and kept for get_diag_log."""
+    app.check_admin(req)
+    on = flag(req.query, "enable")
+    if on and app.diag is None:
+        import diag
+
+        app.diag = diag.Ring()
+    if app.diag:
+        app.diag.start(on)
+        app.bus.trace = app.diag.frame if on else None
+    return "ok"
+
+
+async def get_diag_log(app, req):
+    app.check_admin(req)
+    return app.diag.lines() if app.diag else []

@@ -1,0 +1,132 @@
+"""get_dev_info and get_params (API.md §2–3). Loaded on demand.
+
+Objects are written as flat [key, value, key, value, ...] lists in the
+order of the vendor's sample, and replies are streamed (generators of JSON
+text): MicroPython dicts do not keep insertion order, and one whole
+get_dev_info string would need one large block of heap.
+"""
+import json
+import time
+
+import balancer
+import devices
+
+_VSN = {"vendorid": 52997}
+
+
+def dumps(v):
+    return json.dumps(v, separators=(",", ":"))
+
+
+def members(kv):
+    """JSON members text of a flat key/value list."""
+    out = []
+    for i in range(0, len(kv), 2):
+        out.append('"%s":%s' % (kv[i], dumps(kv[i + 1])))
+    return ",".join(out)
+
+
+def reason(code):
+    """limit_reason text of a balancer reason code (-1: the EVSE waits for an RFID/PIN)."""
+    return "waiting: rfid" if code < 0 else balancer.reason_text(code)
+
+
+def info(dev, now):
+    """The get_dev_info object of one device, in a few small pieces of JSON text
+    (small blocks: the heap of a busy controller is fragmented)."""
+    c = dev.cfg
+    st = dev.stats
+    yield "{" + members(["dev_type", dev.dev_type, "device_enabled", c["device_enabled"], "name", c["name"],
+                         "address", c["address"], "id", c["id"], "dev_id", dev.dev_id, "number", c["number"]])
+    yield "," + members(["desc", c["desc"], "com_err", st.err,
+                         "com_err_secs", time.ticks_diff(now, st.last_err_ms) // 1000,
+                         "com_errors", st.errors, "last_error", st.last_error, "is_evse", dev.is_evse,
+                         "used_phases", c["used_phases"]])
+    cur = dev.cur
+    if dev.is_evse:
+        yield "," + members(["label", c["label"], "min_charging_cur", c["min_charging_cur"],
+                             "max_charging_cur", c["max_charging_cur"], "prio", c["prio"],
+                             "charging_enabled", dev.limit > 0, "cur_charging_power", dev.power,
+                             "total_energy", dev.energy if dev.rtu or dev.energy else dev.soft_wh])
+        yield "," + members(["phases", dev.phases(), "state", dev.state, "model", dev.model, "paused", dev.paused,
+                             "pause_time", time.ticks_diff(now, dev.pause_ms) // 1000 if dev.paused else 0,
+                             "pause_min_time", c["pause_min_time"]])
+        # beyond the vendor's sample: what the web UI shows
+        yield "," + members(["current_l1", cur[0], "current_l2", cur[1], "current_l3", cur[2],
+                             "charging_cur", dev.limit, "limit_reason", reason(dev.reason), "user", dev.user]) + "}"
+    else:
+        v = dev.voltage
+        yield "," + members(["is_va", c["is_va"], "invert", c["invert"], "import", dev.energy,
+                             "export", dev.export, "power_w", dev.power])
+        yield "," + members(["current_l1", cur[0], "current_l2", cur[1], "current_l3", cur[2],
+                             "voltage_l1", v[0], "voltage_l2", v[1], "voltage_l3", v[2]])
+        yield "," + members(["role", c["role"], "model", dev.model]) + "}"
+
+
+def params(app):
+    """The params object as pieces of JSON text (vendor's order, then ours)."""
+    p = app.params
+    ctl = app.control
+    yield "{" + members(["title", p["title"], "desc", p["desc"], "max_total_current", p["max_total_current"],
+                         "reserve_current", p["reserve_current"], "overdraft_cur", p["overdraft_cur"],
+                         "max_total_evse_current", p["max_total_evse_current"]])
+    yield "," + members(["cons_evse_power", ctl.cons_power if ctl else 0,
+                         "avail_evse_power", ctl.avail_power if ctl else 0, "lb_enabled", p["lb_enabled"],
+                         "disable_policy", p["disable_policy"], "cycle_time", p["cycle_time"],
+                         "max_evses", app.MAX_EVSES, "shareware_mode", False, "version", app.VERSION])
+    yield "," + members(["time", int(time.time()), "vsn", _VSN, "ocpp_gateway_license_cnt", 0,
+                         "ocpp_gateway_licenses_used", 0])
+    # beyond the vendor's sample: the balancer's own settings
+    yield "," + members(["meter_timeout", p["meter_timeout"], "failsafe_current", p["failsafe_current"],
+                         "rotation_time", p["rotation_time"], "http_timeout", p["http_timeout"],
+                         "api_read_auth", p["api_read_auth"]])
+
+
+async def get_dev_info(app, req):
+    if app.params["api_read_auth"]:
+        app.check_admin(req)
+    return _dev_info(app)
+
+
+def _dev_info(app):
+    now = time.ticks_ms()
+    pieces = params(app)
+    first = next(pieces)  # before the first yield: a failure here is still an error reply
+    yield '{"params":' + first
+    for piece in pieces:
+        yield piece
+    yield '},"devices":['
+    sep = ""
+    for d in app.devices:
+        if sep:
+            yield sep
+        for piece in info(d, now):
+            yield piece
+        sep = ","
+    yield "]}"
+
+
+async def get_params(app, req):
+    """params, the devices' configuration, dev_meta and max_total_evse_power in one object."""
+    if app.params["api_read_auth"]:
+        app.check_admin(req)
+    return _params(app)
+
+
+def _params(app):
+    ctl = app.control
+    for piece in params(app):
+        yield piece
+    yield ',"max_total_evse_power":%d,"devices":[' % (ctl.max_evse_power if ctl else 0)
+    sep = ""
+    for d in app.devices:
+        yield sep + '{"dev_type":%s,"dev_id":%s' % (dumps(d.dev_type), dumps(d.dev_id))
+        part = []
+        for k in d.cfg:  # a few members at a time: small blocks
+            part.append('"%s":%s' % (k, dumps(d.cfg[k])))
+            if len(part) == 6:
+                yield "," + ",".join(part)
+                part = []
+        yield "," + ",".join(part) + "}" if part else "}"
+        sep = ","
+    yield '],"dev_meta":' + dumps(devices.DEV_META) + "}"

@@ -1,0 +1,216 @@
+"""Device model: configured EVSEs and meters, their runtime state and polling.
+
+Kinds (dev_type → display name in `dev_meta`):
+- evse_powerbrain: Power Brain wallbox on the RS-485 bus (address "evse" =
+  slave 1, or "rtu:<id>"), polled every cycle.
+- meter_powerbrain: a Power Brain S0 meter ("meter1" = slave 2, "meter2" =
+  slave 3, or "rtu:<id>").
+- evse_http / meter_http: values pushed by `set_ajax_evse` / `set_ajax_meter`
+  (cmd_ajax.py writes the fields below directly).
+
+Communication statistics are an `rtu.Stats` per device: for bus devices the
+master's own record for that slave id, for HTTP devices one of their own.
+`model` is "name,device version,product version,serial" read once from the
+common block, e.g. "cFos Power Brain,1.1,1.0.0,fcf5-c46d-310c" (8016s, 8003
+as major.minor, 8004/8005 as major.minor.build, 8008s).
+"""
+import time
+
+from micropython import const
+
+import rtu
+
+DEV_META = {
+    "evse_powerbrain": "cFos Power Brain",
+    "evse_http": "HTTP Input EVSE",
+    "meter_powerbrain": "cFos Power Brain S0 meter",
+    "meter_http": "HTTP Input meter",
+}
+_NAMED = {"evse": 1, "meter1": 2, "meter2": 3}
+
+# Power Brain registers (REGISTERS.md)
+_COMMON = const(8000)  # 32 registers: vendor .. name
+_VOLTAGE = const(8045)
+_ENERGY = const(8058)  # energy q, power d, current_l1..l3 d: 12 registers
+_CP_STATE = const(8092)  # cp_state, charging_cur_limit, charging_enable
+OFFLINE = const(6)
+# EVSE state (API.md §2) from cp_state: 0→1, 1→2, 2→3, 3→4, 4/5→5
+_STATES = b"\x01\x02\x03\x04\x05\x05"
+
+
+def slave_id(address, default):
+    """Modbus slave id of a Power Brain device address, or None if invalid."""
+    if address in _NAMED:
+        return _NAMED[address]
+    if address.startswith("rtu:") and address[4:].isdigit():
+        i = int(address[4:])
+        return i if 1 <= i <= 247 else None
+    if address == "":
+        return default
+    return None
+
+
+def _word(d, i):
+    return (d[i] << 8) | d[i + 1]
+
+
+def _signed(d, off, nbytes):
+    v = 0
+    for i in range(off, off + nbytes):
+        v = (v << 8) | d[i]
+    return v - (1 << (8 * nbytes)) if d[off] & 0x80 else v
+
+
+def _text(d, off, n):
+    end = off
+    while end < off + n and d[end]:
+        end += 1
+    return bytes(d[off:end]).decode()
+
+
+class Device:
+    is_evse = False
+
+    def __init__(self, dev_type, dev_id, cfg, bus, now):
+        self.dev_type = dev_type
+        self.dev_id = dev_id
+        self.cfg = cfg  # validated configuration (persisted)
+        self.rtu = dev_type[-10:] == "powerbrain"
+        self.stats = bus.stats(self.slave()) if self.rtu and bus else rtu.Stats()
+        if self.stats.last_err_ms is None:
+            self.stats.last_err_ms = now
+        self.model = ""
+        self.voltage = [230, 230, 230]
+        self.cur = [0, 0, 0]  # current per phase, mA (inverted if configured)
+        self.power = 0  # W
+        self.energy = 0  # Wh: import for meters, total_energy for EVSEs
+        self.last_ms = now  # last good reading
+        self.seen = False
+
+    def slave(self):
+        return slave_id(self.cfg["address"], self.cfg["id"])
+
+    def updated(self, now):
+        self.last_ms = now
+        self.seen = True
+        self.stats.err = False
+
+    async def poll(self, bus, now):
+        """Read the device over the bus (prio lane); ModbusError on failure."""
+        s = self.slave()
+        if not self.model:
+            d = await bus.read(s, _COMMON, 32, True)
+            dev = _word(d, 6)
+            pv = _word(d, 8)
+            self.model = "%s,%d.%d,%d.%d.%d,%s" % (_text(d, 32, 32), dev >> 8, dev & 255, pv >> 8, pv & 255,
+                                                   _word(d, 10), _text(d, 16, 16))
+            d = await bus.read(s, _VOLTAGE, 3, True)
+            for i in range(3):
+                self.voltage[i] = _word(d, 2 * i)
+        if self.is_evse:
+            d = await bus.read(s, _CP_STATE, 3, True)
+            cp = _word(d, 0)
+            self.dev_limit = _word(d, 2) * 100
+            self.dev_enable = _word(d, 4)
+        d = await bus.read(s, _ENERGY, 12, True)
+        self.energy = _signed(d, 0, 8)
+        power = _signed(d, 8, 4)
+        sign = -1 if self.cfg.get("invert") else 1
+        c = self.cur
+        for i in range(3):
+            c[i] = sign * _signed(d, 12 + 4 * i, 4) * 100  # 0.1 A -> mA
+        self.power = sign * power if power != -1 else self.estimate_power()
+        if self.is_evse:
+            self.set_state(_STATES[cp] if cp < 6 else 5, now)
+        self.updated(now)
+
+    def estimate_power(self):
+        p = 0
+        for i in range(3):
+            p += self.cur[i] * self.voltage[i] // 1000
+        return p
+
+
+class Meter(Device):
+    export = 0  # Wh; S0 meters count import only
+
+
+class Evse(Device):
+    is_evse = True
+
+    def __init__(self, dev_type, dev_id, cfg, bus, now):
+        super().__init__(dev_type, dev_id, cfg, bus, now)
+        self.state = OFFLINE if self.rtu else 1
+        self.dev_limit = -1  # charging_cur_limit read back from the box, mA
+        self.dev_enable = -1  # charging_enable read back
+        self.max_http = 0  # HTTP EVSE: the max_charging_current it reported
+        # balancer decision
+        self.limit = 0
+        self.paused = False
+        self.pause_ms = now
+        self.reason = 0  # balancer reason code
+        # session: cleared on unplug
+        self.plugged = False
+        self.plug_ms = now
+        self.session_start = 0
+        self.user = ""
+        self.ov_flags = ""  # active override flags, subset of "CEU"
+        self.ov_mamps = 0
+        self.soft_wh = cfg["soft_meter"]
+        self.soft_mws = 0  # sub-Wh remainder, mW·ms
+
+    def set_state(self, st, now):
+        self.state = st
+        if st == OFFLINE:
+            return  # a silent box says nothing about the car: keep the session
+        plugged = st != 1
+        if plugged and not self.plugged:
+            self.plug_ms = now
+            self.session_start = self.energy
+        elif self.plugged and not plugged:
+            # unplugged: the session's user and overrides end (API.md §5)
+            self.user = ""
+            self.ov_flags = ""
+            self.ov_mamps = 0
+        self.plugged = plugged
+
+    def soft_energy(self):
+        """soft_meter: the energy estimate in Wh (the box's own meter when it has one)."""
+        return self.energy if self.rtu else self.soft_wh
+
+    def set_soft_energy(self, wh):
+        self.soft_wh = wh
+        self.soft_mws = 0
+        self.cfg["soft_meter"] = wh
+
+    def integrate(self, dt_ms):
+        """HTTP EVSEs without an energy reading: integrate the power."""
+        if self.rtu or self.energy:
+            return
+        self.soft_mws += self.power * dt_ms
+        if self.soft_mws >= 3600000:
+            self.soft_wh += self.soft_mws // 3600000
+            self.soft_mws %= 3600000
+
+    def phases(self):
+        """Phases in use (bitfield), detected from measured current > 1 A."""
+        m = 0
+        for i in range(3):
+            if self.cur[i] > 1000:
+                m |= 1 << i
+        return m
+
+    def session_wh(self):
+        return max(0, self.energy - self.session_start)
+
+    def decision(self):
+        return {
+            "device_enabled": self.cfg["device_enabled"] == 1,
+            "charging_enabled": self.limit > 0,
+            "paused": self.paused,
+            "charging_current": self.limit,
+        }
+
+
+def new_device(dev_type, dev_id, cfg, bus, now):
+    return (Evse if dev_type[:5] == "evse_" else Meter)(dev_type, dev_id, cfg, bus, now)

@@ -1,0 +1,4 @@
+# The board runs this file from source at boot; everything else is precompiled.
+import pbctl
+
+pbctl.run()

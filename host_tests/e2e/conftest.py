@@ -1,0 +1,28 @@
+"""End-to-end fixtures: the firmware under MicroPython (-X heapsize=96k, .mpy
+modules) against the pymodbus Power Brain simulator, on free ports."""
+import time
+
+import pytest
+
+from simrun import ADMIN, Sim
+
+
+@pytest.fixture(scope="module")
+def sim():
+    s = Sim()
+    s.start()
+    try:
+        yield s
+    finally:
+        s.stop()
+        log = "".join(s.fw_lines)
+        assert "MemoryError" not in log, log
+        assert "Traceback" not in log.replace("KeyboardInterrupt", ""), log
+
+
+def slow_polling(sim):
+    """Poll every 60 s so that only the test's own requests reach the bus."""
+    st, _ = sim.request("cmd=set_params", ADMIN, b'{"cycle_time": 60000}', "POST",
+                        {"Content-Type": "application/json"})[:2]
+    assert st == 200
+    time.sleep(1.0)  # let the cycle that the change kicked off finish

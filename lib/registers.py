@@ -1,0 +1,218 @@
+"""Power Brain register maps and the `ADDR[d|q|s]` codec of API.md §1.
+
+A map is a tuple of entries (addr, key_suffix, kind, regs, access):
+- kind is the value type: "" 16-bit unsigned, "d" 32-bit signed, "q" 64-bit
+  signed, "s" string (2 ASCII bytes per register, high byte first).
+- key_suffix is what `read=all` prints after the address; it differs from
+  kind only for 8004 (32-bit, printed without suffix as in the source).
+- access: R read-only, RW read/write (device keeps it in flash), W write-only,
+  V read/write volatile (the only ones the control loop may write).
+Maps are constant tuples: frozen into the firmware they live in flash.
+"""
+from micropython import const
+
+R = const(1)
+W = const(2)
+RW = const(3)
+V = const(7)  # RW | volatile
+
+_COMMON = (
+    (8000, "d", "d", 2, R),
+    (8002, "", "", 1, R),
+    (8003, "", "", 1, R),
+    (8004, "", "d", 2, R),
+    (8006, "", "", 1, R),
+    (8007, "", "", 1, R),
+    (8008, "s", "s", 8, R),
+    (8016, "s", "s", 16, R),
+    (8040, "", "", 1, RW),
+    (8041, "", "", 1, R),
+    (8042, "d", "d", 2, RW),
+    (8044, "", "", 1, RW),
+    (8045, "", "", 1, RW),
+    (8046, "", "", 1, RW),
+    (8047, "", "", 1, RW),
+    (8050, "q", "q", 4, RW),
+    (8054, "d", "d", 2, R),
+    (8056, "", "", 1, R),
+    (8057, "", "", 1, R),
+    (8058, "q", "q", 4, RW),
+    (8062, "d", "d", 2, R),
+    (8064, "d", "d", 2, R),
+    (8066, "d", "d", 2, R),
+    (8068, "d", "d", 2, R),
+    (8070, "", "", 1, W),
+    (8071, "", "", 1, R),
+)
+_TAIL = ((8120, "d", "d", 2, R),)
+
+METER = _COMMON + _TAIL
+EVSE = (
+    _COMMON
+    + _TAIL
+    + (
+        (8086, "", "", 1, V),  # disconnect_cp (write-only in effect; volatile)
+        (8087, "", "", 1, V),  # relay_select
+        (8092, "", "", 1, R),  # cp_state
+        (8093, "", "", 1, V),  # charging_cur_limit [0.1 A]
+        (8094, "", "", 1, V),  # charging_enable
+        (8096, "s", "s", 15, R),  # last_rfid
+        (8112, "", "", 1, R),  # meter_type
+        (8113, "", "", 1, R),  # features
+    )
+)
+
+# Register addresses the firmware uses by name.
+VENDOR_ID = const(8000)
+PRODUCT_VERSION = const(8004)
+SERIAL = const(8008)
+NAME = const(8016)
+PHASES = const(8044)
+ENERGY = const(8058)
+POWER = const(8062)
+CURRENT_L1 = const(8064)
+CP_STATE = const(8092)
+CUR_LIMIT = const(8093)
+ENABLE = const(8094)
+RELAY_SELECT = const(8087)
+
+_WIDTH = {"": 1, "d": 2, "q": 4}
+_LIMITS = {"": (-0x8000, 0xFFFF), "d": (-0x80000000, 0xFFFFFFFF), "q": (-(1 << 63), (1 << 64) - 1)}
+
+
+class CodecError(ValueError):
+    pass
+
+
+def parse_addr(text):
+    """'8062d' -> (8062, 'd'). Raises CodecError("bad register address")."""
+    kind = ""
+    if text and text[-1] in "dqs":
+        kind = text[-1]
+        text = text[:-1]
+    if not text or not text.isdigit() or len(text) > 5:
+        raise CodecError("bad register address")
+    addr = int(text)
+    if addr > 0xFFFF:
+        raise CodecError("bad register address")
+    return addr, kind
+
+
+def find(regmap, addr):
+    """The map entry starting at addr, or None."""
+    for e in regmap:
+        if e[0] == addr:
+            return e
+    return None
+
+
+def _covering(regmap, addr):
+    for e in regmap:
+        if e[0] <= addr < e[0] + e[3]:
+            return e
+    return None
+
+
+def width(regmap, addr, kind):
+    """Registers one value of `kind` at addr occupies."""
+    if kind == "s":
+        e = find(regmap, addr)
+        if e is None or e[2] != "s":
+            raise CodecError("bad modbus register size")
+        return e[3]
+    return _WIDTH[kind]
+
+
+def decode(buf, off, kind, regs):
+    """Value of `kind` from big-endian register bytes buf[off:off+2*regs]."""
+    if kind == "s":
+        end = off + 2 * regs
+        i = off
+        while i < end and buf[i]:
+            i += 1
+        return bytes(buf[off:i]).decode()
+    v = 0
+    for i in range(off, off + 2 * _WIDTH[kind]):
+        v = (v << 8) | buf[i]
+    if kind == "d" and v & 0x80000000:
+        v -= 0x100000000
+    elif kind == "q" and v >> 63:
+        v -= 1 << 64
+    return v
+
+
+def encode(buf, off, kind, regs, value):
+    """Write value into buf[off:off+2*regs]; raises CodecError when it does not fit."""
+    if kind == "s":
+        if not isinstance(value, str):
+            raise CodecError("bad value")
+        b = value.encode()
+        if len(b) > 2 * regs:
+            raise CodecError("value out of range")
+        for i in range(2 * regs):
+            buf[off + i] = b[i] if i < len(b) else 0
+        return
+    lo, hi = _LIMITS[kind]
+    if not isinstance(value, int) or isinstance(value, bool) or not lo <= value <= hi:
+        raise CodecError("value out of range")
+    n = 2 * _WIDTH[kind]
+    if value < 0:
+        value += 1 << (8 * n)
+    for i in range(n - 1, -1, -1):
+        buf[off + i] = value & 0xFF
+        value >>= 8
+
+
+def check_write(regmap, addr, kind, count):
+    """Validate writing `count` values of `kind` from addr against the map.
+
+    Every value must either match a map entry exactly (same start and size)
+    or lie wholly outside the map (passed through: the device decides).
+    Returns the total register count.
+    """
+    w = width(regmap, addr, kind) if kind == "s" else _WIDTH[kind]
+    a = addr
+    for _ in range(count):
+        for r in range(a, a + w):
+            e = _covering(regmap, r)
+            if e is None:
+                continue
+            if e[0] != a or e[3] != w or (e[2] == "s") != (kind == "s"):
+                raise CodecError("bad modbus register size")
+            if not e[4] & W:
+                raise CodecError("register is read-only")
+        a += w
+    if a - addr > 123:
+        raise CodecError("bad count")
+    return a - addr
+
+
+def runs(regmap):
+    """Contiguous (start, regs) blocks of a map in ascending order, each ≤ 125 registers."""
+    out = []
+    for e in sorted(regmap):
+        if out and out[-1][0] + out[-1][1] == e[0] and out[-1][1] + e[3] <= 125:
+            out[-1] = (out[-1][0], out[-1][1] + e[3])
+        else:
+            out.append((e[0], e[3]))
+    return out
+
+
+def parse_int(text):
+    """Decimal integer from a query value; CodecError("bad value") otherwise."""
+    t = text.strip()
+    s = t[1:] if t[:1] in "+-" else t
+    if not s or not s.isdigit() or len(s) > 20:
+        raise CodecError("bad value")
+    return int(t)
+
+
+def parse_values(text):
+    """'[7,230,230,230 ]' -> [7, 230, 230, 230]."""
+    t = text.strip()
+    if len(t) < 2 or t[0] != "[" or t[-1] != "]":
+        raise CodecError("bad value")
+    t = t[1:-1].strip()
+    if not t:
+        raise CodecError("bad value")
+    return [parse_int(x) for x in t.split(",")]

@@ -1,0 +1,106 @@
+"""Load-balancer benchmark: cycle time under MicroPython, and the simulation harness.
+
+    python tools/bench/balancer_bench.py [--plots] [--hours H] [--seed N]
+
+1. tools/bench/balancer_cycle_mp.py under the MicroPython unix port (96 KB heap):
+   microseconds per balance() for 8 and 32 EVSEs, every cycle heap-locked.
+2. The same balance() under CPython (what the harness pays per cycle).
+3. tools/lbsim.py: every scenario, our balancer against equal share and strict
+   priority; the comparison table and the targets (0 over-limit samples,
+   utilisation >= 99 % of optimal, >= 3x fewer start/stop events than equal
+   share). --plots writes docs/lb_*.png (needs matplotlib).
+main() returns the figures as a dict (for tools/bench/run_all.py).
+"""
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+for _p in (os.path.join(ROOT, "tools"), os.path.join(ROOT, "host_tests")):
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import lbsim  # noqa: E402  (puts lib/ and the micropython shim on sys.path)
+import mp  # noqa: E402
+
+
+def micropython_cycle(cycles=300):
+    r = subprocess.run([mp.micropython_bin(), "-X", "heapsize=" + mp.HEAP,
+                        os.path.join(ROOT, "tools", "bench", "balancer_cycle_mp.py"), str(cycles)],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300)
+    out = (r.stdout + r.stderr).strip()
+    if r.returncode != 0 or not out.endswith("ok"):
+        raise RuntimeError("balancer_cycle_mp.py failed:\n" + out)
+    return [ln for ln in out.splitlines() if ln.startswith("balance()")]
+
+
+def cpython_cycle(n, cycles=2000):
+    scn = lbsim.scenario("fleet", 1)
+    slots = (scn.slots * 3)[:n]
+    b = lbsim.balancer.Balancer(n)
+    b.max_total_current = scn.max_total
+    b.reserve_current = scn.reserve
+    b.max_total_evse_current = scn.evse_cap
+    ph = [(1, 7, 2, 7, 4)[i % 5] for i in range(n)]
+    best = None
+    t = 0
+    for _ in range(3):
+        t0 = time.perf_counter()
+        for _ in range(cycles):
+            for i in range(n):
+                s = slots[i]
+                m = ph[i]
+                c = b.limit[i]
+                b.set_evse(i, 3, True, m, s.rot, 6000, s.max_cur, s.prio, 300000, 0, 0, 0, c if m & 1 else 0,
+                           c if m & 2 else 0, c if m & 4 else 0, None, None)
+            b.set_grid(20000 + t % 7000, 30000, 25000, t)
+            b.balance(t)
+            t = (t + 1000) & 0x3FFFFFFF
+        dt = (time.perf_counter() - t0) / cycles * 1e6
+        best = dt if best is None else min(best, dt)
+    return best
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--plots", action="store_true")
+    ap.add_argument("--hours", type=float)
+    ap.add_argument("--seed", type=int, default=1)
+    a = ap.parse_args(argv)
+    out = {}
+    print("== balance() under MicroPython (unix port, -X heapsize=%s, heap-locked cycles)" % mp.HEAP)
+    out["micropython"] = micropython_cycle()
+    for ln in out["micropython"]:
+        print("  " + ln)
+    print("== balance() under CPython (includes set_evse for every slot)")
+    for n in (8, 32):
+        us = cpython_cycle(n)
+        out["cpython_us_%d" % n] = us
+        print("  n=%d: %.0f us per cycle" % (n, us))
+    print("== simulation harness (tools/lbsim.py), simulated 1-s cycles")
+    t0 = time.perf_counter()
+    res = lbsim.run_all(hours=a.hours, seed=a.seed, record=lbsim.SCENARIOS if a.plots else ())
+    print(lbsim.table(res))
+    print()
+    print(lbsim.summary(res))
+    print("(%.1f s wall for %d simulated cycles)" % (time.perf_counter() - t0, sum(r["cycles"] for r in res)))
+    ours = [r for r in res if r["strategy"] == "ours"]
+    eq = [r for r in res if r["strategy"] == "equal"]
+    ev_o = sum(r["events"] for r in ours)
+    ev_e = sum(r["events"] for r in eq)
+    print("targets: over-limit samples %d (target 0); utilisation min %.1f %% (target >= 99 %%: %s); "
+          "start/stop events %d vs equal share %d = %.1fx fewer (target >= 3x)" % (
+              sum(r["over"] for r in ours), min(r["util"] for r in ours),
+              ", ".join("%s %.1f" % (r["scenario"], r["util"]) for r in ours), ev_o, ev_e, ev_e / max(1, ev_o)))
+    out["harness"] = [{k: v for k, v in r.items() if k != "rec"} for r in res]
+    if a.plots:
+        for f in lbsim.plots(res, os.path.join(ROOT, "docs")):
+            print("wrote", os.path.relpath(f, ROOT))
+    return out
+
+
+if __name__ == "__main__":
+    main()

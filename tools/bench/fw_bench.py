@@ -1,0 +1,99 @@
+"""The firmware's HTTP API under MicroPython (-X heapsize=96k) against the simulator.
+
+    python tools/bench/fw_bench.py [--n 1000] [--evses 8]
+
+1. `/cnf?cmd=modbus&device=meter1&read=8002` (a bus transaction per request):
+   requests/s and p50/p99 latency, one client and 4 concurrent clients.
+2. `get_dev_info` with --evses Power Brain wallboxes configured (the poller
+   and balancer running): requests/s, p50/p99, 1 and 4 clients.
+3. Heap (`cmd=sys_info`, free after a collection): after boot, after 100 and
+   after all requests — steady state must be flat — and the lowest seen.
+"""
+import argparse
+import http.client
+import json
+import os
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from simrun import ADMIN, Sim  # noqa: E402
+
+
+def one(port, query):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    t = time.perf_counter()
+    c.request("GET", "/cnf?" + query)
+    r = c.getresponse()
+    r.read()
+    c.close()
+    if r.status != 200:
+        raise RuntimeError("%s -> %d" % (query, r.status))
+    return time.perf_counter() - t
+
+
+def load(port, query, n, clients):
+    lat = []
+    lock = threading.Lock()
+    per = n // clients
+
+    def run():
+        mine = [one(port, query) for _ in range(per)]
+        with lock:
+            lat.extend(mine)
+
+    t0 = time.perf_counter()
+    ts = [threading.Thread(target=run) for _ in range(clients)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    wall = time.perf_counter() - t0
+    lat.sort()
+    return {"req_s": round(len(lat) / wall, 1), "p50_ms": round(lat[len(lat) // 2] * 1000, 2),
+            "p99_ms": round(lat[len(lat) * 99 // 100] * 1000, 2)}
+
+
+def mem(sim):
+    return sim.get("cmd=sys_info")[1]["mem_free"]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--evses", type=int, default=8)
+    a = ap.parse_args(argv)
+    ids = [1] + list(range(4, 4 + a.evses - 1))
+    sim = Sim(sim_args=["--evse-ids", ",".join(map(str, ids))])
+    out = {}
+    with sim:
+        time.sleep(1)
+        out["heap_free_boot"] = mem(sim)
+        for i in ids[1:]:
+            body = json.dumps({"devices": [{"dev_type": "evse_powerbrain", "address": "rtu:%d" % i,
+                                            "name": "box %d" % i}]}).encode()
+            st = sim.request("cmd=set_params", ADMIN, body, "POST", {"Content-Type": "application/json"})[0]
+            assert st == 200, st
+        for i in ids:
+            sim.control(cmd="plug", slave=i, car={"phases": 7 if i % 2 else 1, "max_ma": 16000})
+        time.sleep(3)
+        low = mem(sim)
+        out["modbus_1"] = load(sim.http_port, "cmd=modbus&device=meter1&read=8002", a.n // 4, 1)
+        out["modbus_4"] = load(sim.http_port, "cmd=modbus&device=meter1&read=8002", a.n // 4, 4)
+        out["heap_free_after_100"] = mem(sim)
+        out["dev_info_1"] = load(sim.http_port, "cmd=get_dev_info", a.n, 1)
+        out["dev_info_4"] = load(sim.http_port, "cmd=get_dev_info", a.n, 4)
+        out["heap_free_end"] = mem(sim)
+        out["heap_free_low"] = min(low, out["heap_free_after_100"], out["heap_free_end"])
+        _, info = sim.get("cmd=get_dev_info")
+        out["evses"] = len([d for d in info["devices"] if d["is_evse"]])
+        out["cycles"] = sim.get("cmd=sys_info")[1]["cycles"]
+    for k, v in out.items():
+        print("%-22s %s" % (k, v))
+    return out
+
+
+if __name__ == "__main__":
+    main()

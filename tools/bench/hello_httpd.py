@@ -1,0 +1,103 @@
+"""A tiny lib/httpd.py app for the server tests and the benchmark (MicroPython).
+
+Usage: micropython -X heapsize=96k tools/bench/hello_httpd.py PORT [STATIC_DIR] [MAX_CONNS]
+(MICROPYPATH must contain lib/). Prints "READY <port>" once listening.
+
+Routes (path /cnf, by cmd=):
+  echo   -> {"method", "path", "query"}        mem   -> gc.mem_free() after gc.collect()
+  post   -> {"query", "ctype", "len", "json", "ends": first and last 8 bytes of the body}
+  stats  -> the server's counters
+  auth   -> [user, password] or 401 (own=1: with the challenge header given by the app)
+  err    -> HTTPError(status=S (409), "conflict here", [("X-Why", "test")])
+  crash  -> a plain exception (500)            sleep -> waits ms=N milliseconds, then "ok"
+  big    -> a list of n=N integers
+  stream -> a generator: '{"items":[' then n=N items '"<i>:<size x>"' (str and bytes
+            pieces) then ']}'; fail=K: raises after K items; err0=1: raises
+            HTTPError(409) before its first piece; empty=1: yields nothing
+The server is made with handler None and gets it afterwards, as pbctl does.
+Any other path is echoed as {"method", "path", "query"}; /static/NAME serves
+STATIC_DIR/NAME as a File (NAME ending in .gz with gzip=True), /self serves this script.
+"""
+import asyncio
+import gc
+import sys
+
+import httpd
+
+_server = None
+_static = None
+
+
+async def handler(req):
+    if req.path.startswith("/static/") and _static:
+        name = req.path[8:]
+        if "/" in name or name.startswith("."):
+            raise httpd.HTTPError(404, "not found")
+        gz = name.endswith(".gz")
+        return 200, httpd.File(_static + "/" + name, "application/octet-stream", gzip=gz, max_age=60)
+    if req.path == "/self":
+        return 200, httpd.File(sys.argv[0], "text/plain")
+    cmd = req.query.get("cmd")
+    if req.path != "/cnf" or cmd == "echo" or cmd is None:
+        return 200, {"method": req.method, "path": req.path, "query": req.query}
+    if cmd == "mem":
+        gc.collect()
+        return 200, gc.mem_free()
+    if cmd == "stats":
+        s = _server
+        return 200, {"requests": s.requests, "errors": s.errors, "refused": s.refused, "timeouts": s.timeouts}
+    if cmd == "post":
+        ct = req.headers.get("content-type", "")
+        j = req.json() if ct.startswith("application/json") else None
+        b = req.body
+        return 200, {"query": req.query, "ctype": ct, "len": len(b), "json": j, "ends": str(b[:8] + b[-8:], "utf-8")}
+    if cmd == "auth":
+        a = req.auth()
+        if a is None:
+            own = [("WWW-Authenticate", 'Basic realm="own"')] if "own" in req.query else None
+            raise httpd.HTTPError(401, "unauthorized", own)
+        return 200, [a[0], a[1], req.client]
+    if cmd == "err":
+        raise httpd.HTTPError(int(req.query.get("status", "409")), "conflict here", [("X-Why", "test")])
+    if cmd == "crash":
+        raise RuntimeError("boom")
+    if cmd == "sleep":
+        await asyncio.sleep_ms(int(req.query.get("ms", "100")))
+        return 200, "ok"
+    if cmd == "big":
+        return 200, list(range(int(req.query.get("n", "100"))))
+    if cmd == "stream":
+        q = req.query
+        gen = _stream(int(q.get("n", "10")), int(q.get("size", "8")), int(q.get("fail", "-1")), q)
+        return 200, gen, [("X-Stream", "1")]
+    raise httpd.HTTPError(404, "unknown cmd")
+
+
+def _stream(n, size, fail, q):
+    if "err0" in q:
+        raise httpd.HTTPError(409, "not now")
+    if "empty" in q:
+        return
+    yield '{"items":['
+    for i in range(n):
+        if i == fail:
+            raise RuntimeError("stream broke")
+        p = '%s"%d:%s"' % ("," if i else "", i, "x" * size)
+        yield p.encode() if i % 2 else p
+    yield b"]}"
+
+
+async def main(port, max_conns):
+    global _server
+    _server = httpd.Server(None, max_conns=max_conns)  # handler set later, as in pbctl
+    _server.handler = handler
+    await _server.start("127.0.0.1", port)
+    print("READY", port)
+    while True:
+        await asyncio.sleep(3600)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 2 and sys.argv[2]:
+        _static = sys.argv[2]
+    asyncio.run(main(int(sys.argv[1]), int(sys.argv[3]) if len(sys.argv) > 3 else 4))

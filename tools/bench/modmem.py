@@ -1,0 +1,54 @@
+"""Heap cost of each firmware module when loaded from .mpy (run under MicroPython).
+
+    python tools/bench/modmem.py            # builds build/host, runs the probe
+
+Names are interned once up front (the qstr pools are reported separately),
+so each figure is what importing that module costs on a warm heap: its
+code, constants and globals. Resident modules stay loaded all the time;
+on-demand ones (cnf.ON_DEMAND) only while a request needs them.
+"""
+import os
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+PROBE = r"""
+import gc, sys, micropython
+import asyncio
+base = list(sys.modules)
+MODS = %r
+for m in MODS:
+    __import__(m)
+for k in list(sys.modules):
+    if k not in base:
+        del sys.modules[k]
+gc.collect()
+tot = 0
+for m in MODS:
+    gc.collect(); a = gc.mem_free(); __import__(m); gc.collect(); d = a - gc.mem_free(); tot += d
+    print('%%-12s %%6d' %% (m, d))
+print('%%-12s %%6d' %% ('all', tot))
+micropython.qstr_info()
+"""
+
+RESIDENT = ["rtu", "httpd", "devices", "app", "cnf", "board", "balancer", "control", "pbctl"]
+ON_DEMAND = ["cmd_info", "config", "schema", "auth", "store", "registers", "rules", "cmd_modbus", "cmd_admin", "cmd_ajax",
+             "cmd_session", "cmd_users", "cmd_sys", "diag"]
+
+
+def main():
+    import mpybuild
+    from simrun import micropython_bin
+
+    out = mpybuild.build(os.path.join(mpybuild.ROOT, "build", "host"), "HOST")
+    mods = [m for m in RESIDENT + ON_DEMAND if os.path.exists(os.path.join(out, m + ".mpy"))]
+    env = dict(os.environ, MICROPYPATH=out + ":.frozen", PBCTL_FLASH="/tmp")
+    r = subprocess.run([micropython_bin(), "-X", "heapsize=400k", "-c", PROBE % (mods,)], env=env,
+                       capture_output=True, text=True)
+    print(r.stdout + r.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,51 @@
+"""`make sim`: the firmware under MicroPython against the simulated Power Brain bus.
+
+Serves http://127.0.0.1:8080/cnf (HTTP_PORT= / --http-port overrides). The
+simulated controller's flash lives in build/sim-flash, so settings survive
+restarts. Ctrl-C stops both processes.
+"""
+import argparse
+import os
+import signal
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from simrun import ADMIN, ROOT, Sim  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--http-port", type=int, default=int(os.environ.get("HTTP_PORT", "8080")))
+    ap.add_argument("--baud", type=int, default=9600)
+    ap.add_argument("--flash", default=os.path.join(ROOT, "build", "sim-flash"))
+    ap.add_argument("--scenario", default=os.path.join(ROOT, "tools", "scenarios", "default.json"))
+    a = ap.parse_args()
+    os.makedirs(a.flash, exist_ok=True)
+    sim_args = ["--scenario", a.scenario] if a.scenario and os.path.exists(a.scenario) else []
+    sim = Sim(http_port=a.http_port, baud=a.baud, flash=a.flash, echo=True, sim_args=sim_args)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    try:
+        sim.start()
+        print("")
+        print("pbctl simulation running")
+        print("  API:      http://127.0.0.1:%d/cnf?cmd=get_dev_info" % sim.http_port)
+        print("  web UI:   http://127.0.0.1:%d/" % sim.http_port)
+        print("  admin:    user %s, password %s (simulation only)" % ADMIN)
+        print("  bus:      %s at %d baud; simulator control on 127.0.0.1:%d" % (sim.tty, sim.baud, sim.control_port))
+        print("  flash:    %s" % a.flash)
+        print("Ctrl-C stops.")
+        sys.stdout.flush()
+        while sim.fw.poll() is None and sim.sim.poll() is None:
+            time.sleep(0.2)
+        print("a process exited; stopping")
+        return 1
+    except KeyboardInterrupt:
+        print("\nstopping")
+        return 0
+    finally:
+        sim.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
