@@ -64,11 +64,17 @@ def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
     ap.add_argument("--evses", type=int, default=8)
+    ap.add_argument("--heap", default=None, help="firmware heap (default: simrun.HEAP)")
     a = ap.parse_args(argv)
+    if a.heap:
+        import simrun
+
+        simrun.HEAP = a.heap
     ids = [1] + list(range(4, 4 + a.evses - 1))
     sim = Sim(sim_args=["--evse-ids", ",".join(map(str, ids))])
     out = {}
-    with sim:
+    try:
+        sim.start()
         time.sleep(1)
         out["heap_free_boot"] = mem(sim)
         for i in ids[1:]:
@@ -90,6 +96,11 @@ def main(argv=None):
         _, info = sim.get("cmd=get_dev_info")
         out["evses"] = len([d for d in info["devices"] if d["is_evse"]])
         out["cycles"] = sim.get("cmd=sys_info")[1]["cycles"]
+    finally:
+        sim.stop()
+        errs = [x for x in sim.fw_lines if "Error" in x]
+        if errs:
+            print("firmware errors:", "".join(sim.fw_lines[-12:]))
     for k, v in out.items():
         print("%-22s %s" % (k, v))
     return out
