@@ -3,6 +3,7 @@
 Everything that changes the configuration (and loading it at boot) lives in
 config.py, which is loaded on demand: see cnf.py on RAM.
 """
+import sys
 import time
 
 import rtu
@@ -48,6 +49,17 @@ class App:
                 return u
         return None
 
+    def rfid_owner(self, rfid):
+        """(user, rfid entry) owning PIN/RFID rfid, or (None, None)."""
+        if rfid:
+            import auth
+
+            for u in self.users:
+                for r in u["rfids"]:
+                    if auth.same(r["id"], rfid):
+                        return u, r
+        return None, None
+
     def check_admin(self, req):
         import auth
 
@@ -55,6 +67,9 @@ class App:
             auth.Guard(self.fails).check(self.admin_secret, req.auth(), req.client)
         except auth.AuthError as e:
             raise HTTPError(e.status, e.args[0], AUTH_HDR if e.status == 401 else None)
+        finally:
+            # checked: let its 2.4 KB go before the command loads what it needs
+            del sys.modules["auth"]
 
     def is_admin(self, req):
         """True with valid admin credentials, False when none were given."""

@@ -37,14 +37,16 @@ def make_secret(pwd, salt=None):
 
 
 def same(a, b):
-    """Constant-time string comparison (time depends only on the lengths)."""
-    if len(a) != len(b):
-        b = a + "x"  # keep doing the work, but fail
-        r = 1
-    else:
-        r = 0
+    """Constant-time comparison of two strings (time depends only on the lengths).
+
+    Compared as bytes: indexing a str would create a string per character."""
+    a = a.encode()
+    b = b.encode()
+    r = len(a) ^ len(b)
+    if r:
+        b = a  # keep doing the same work, but fail
     for i in range(len(a)):
-        r |= ord(a[i]) ^ ord(b[i])
+        r |= a[i] ^ b[i]
     return r == 0
 
 

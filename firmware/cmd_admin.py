@@ -1,5 +1,4 @@
 """Administration commands (API.md §3, §7). Loaded on demand."""
-import config
 from cnf import flag, need
 from httpd import HTTPError
 
@@ -12,16 +11,22 @@ def _post_json(req):
 
 async def set_params(app, req):
     app.check_admin(req)
+    import config
+
     return config.set_params(app, _post_json(req))
 
 
 async def del_device(app, req):
     app.check_admin(req)
+    import config
+
     return config.delete_device(app, need(req.query, "dev_id"))
 
 
 async def reset_device(app, req):
     app.check_admin(req)
+    import config
+
     return config.reset_device(app, need(req.query, "dev_id"))
 
 
@@ -30,9 +35,11 @@ async def accept_license(app, req):
     q = req.query
     lic = {"accepted": flag(q, "acc"),
            "allow_usage_stats": flag(q, "allow_usage_stats") if "allow_usage_stats" in q else False}
-    snap = config.snapshot(app)
+    import cfgsave
+
+    snap = cfgsave.snapshot(app)
     snap["license"] = lic
-    config.save(app, snap)
+    cfgsave.save(app, snap)
     app.license = lic
     return "ok"
 
@@ -52,9 +59,11 @@ async def change_admin_pwd(app, req):
     if not 8 <= len(new) <= 64:
         raise HTTPError(400, "bad value: new_pwd")
     secret = auth.make_secret(new)
-    snap = config.snapshot(app)
+    import cfgsave
+
+    snap = cfgsave.snapshot(app)
     snap["admin"] = secret
-    config.save(app, snap)
+    cfgsave.save(app, snap)
     app.admin_secret = secret
     guard.succeeded(req.client)
     return "ok"

@@ -1,7 +1,6 @@
 """Sessions: enter_rfid, override_device, soft_meter (API.md §5). Loaded on demand."""
 import time
 
-import config
 from cnf import bad, int_param, need
 from app import AUTH_HDR
 from httpd import HTTPError
@@ -9,7 +8,7 @@ from httpd import HTTPError
 
 def authorize(app, evse, rfid):
     """Start evse's session for the user owning PIN/RFID rfid."""
-    user, r = config.rfid_owner(app, rfid)
+    user, r = app.rfid_owner(rfid)
     if user is None or not r["ac_auth"]:
         raise HTTPError(403, "unknown rfid")
     allowed = evse.cfg["users"]
@@ -30,7 +29,7 @@ async def enter_rfid(app, req):
             if e.is_evse and e.state in (2, 3, 4) and not e.user and (evse is None or time.ticks_diff(e.plug_ms, evse.plug_ms) > 0):
                 evse = e
         if evse is None:
-            if config.rfid_owner(app, rfid)[0] is None:
+            if app.rfid_owner(rfid)[0] is None:
                 raise HTTPError(403, "unknown rfid")
             raise HTTPError(404, "no vehicle waiting")
     authorize(app, evse, rfid)
@@ -52,7 +51,7 @@ async def override_device(app, req):
     admin = app.is_admin(req)
     user = r = None
     if q.get("rfid"):
-        user, r = config.rfid_owner(app, q["rfid"])
+        user, r = app.rfid_owner(q["rfid"])
         if user is None or (evse.user and evse.user != user["id"]):
             raise HTTPError(403, "unknown rfid")
         allowed = evse.cfg["users"]
@@ -92,5 +91,7 @@ async def soft_meter(app, req):
     if "val" in q:
         app.check_admin(req)
         evse.set_soft_energy(int_param(q, "val", 0, 1 << 40))
-        config.save(app)
+        import cfgsave
+
+        cfgsave.save(app)
     return old

@@ -1,7 +1,6 @@
 """Users (API.md §6). Loaded on demand."""
 import os
 
-import config
 from cnf import need
 from httpd import HTTPError
 
@@ -22,7 +21,7 @@ async def get_user(app, req):
     q = req.query
     u = app.user(need(q, "id"))
     if q.get("rfid"):
-        owner, _ = config.rfid_owner(app, q["rfid"])
+        owner, _ = app.rfid_owner(q["rfid"])
         if owner is None or u is None or owner["id"] != u["id"]:
             raise HTTPError(403, "unknown rfid")
         if app.is_admin(req):

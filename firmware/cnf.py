@@ -95,7 +95,7 @@ class Api:
                 gc.collect()  # give the module's blocks back before the next request
 
 # Modules loaded only while needed (dependencies of the cmd_* modules included).
-ON_DEMAND = ("cmd_info", "config", "cfgboot", "users", "schema", "auth", "store", "registers", "rules", "cmd_modbus",
+ON_DEMAND = ("cmd_info", "config", "cfgsave", "cfgboot", "users", "schema", "auth", "store", "registers", "rules", "cmd_modbus",
              "cmd_admin", "cmd_ajax", "cmd_session", "cmd_users", "diag", "cmd_sys")
 
 

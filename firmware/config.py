@@ -10,49 +10,14 @@ import time
 
 import devices
 import schema
-import store
+from cfgsave import entry, save, snapshot
 from httpd import HTTPError
 
 MAX_METERS = 8
 
 
-def entry(d):
-    return [d.dev_type, d.dev_id, d.cfg]
-
-
-def snapshot(app):
-    return {
-        "params": app.params,
-        "devices": [entry(d) for d in app.devices],
-        "users": app.users,
-        "admin": app.admin_secret,
-        "license": app.license,
-    }
-
-
-def save(app, snap=None):
-    try:
-        store.Store(app.board.FLASH).save(snap or snapshot(app))
-    except OSError:
-        raise HTTPError(507, "flash write failed")
-    if app.control:
-        app.control.kick()
-
-
-def rfid_owner(app, rfid):
-    """(user, rfid entry) owning PIN/RFID rfid, or (None, None)."""
-    if rfid:
-        import auth
-
-        for u in app.users:
-            for r in u["rfids"]:
-                if auth.same(r["id"], rfid):
-                    return u, r
-    return None, None
-
-
 def _fields(dev_type):
-    return schema.EVSE if dev_type.startswith("evse_") else schema.METER
+    return schema.EVSE if dev_type[:5] == "evse_" else schema.METER
 
 
 def set_params(app, body):

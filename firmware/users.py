@@ -1,7 +1,7 @@
 """User changes (API.md §6): set_user and validation. Loaded on demand."""
 import schema
 from app import AUTH_HDR
-from config import save, snapshot
+from cfgsave import save, snapshot
 from httpd import HTTPError
 
 MAX_USERS = 32

@@ -1,5 +1,5 @@
 """httpd's pure parts: head parsing, percent-decoding, auth, Request, HTTPError, File (CPython and MicroPython)."""
-import check
+import unitcheck as check
 import httpd
 
 # ---- parse_head ---------------------------------------------------------------------

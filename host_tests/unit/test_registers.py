@@ -1,6 +1,6 @@
 """Register codec and maps (API.md §1, REGISTERS.md) on both interpreters."""
 import registers as r
-from check import raises
+from unitcheck import raises
 
 METER_KEYS = ("8000d 8002 8003 8004 8006 8007 8008s 8016s 8040 8041 8042d 8044 8045 8046 "
               "8047 8050q 8054d 8056 8057 8058q 8062d 8064d 8066d 8068d 8070 8071 8120d").split()
