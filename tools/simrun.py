@@ -70,6 +70,13 @@ class Sim:
 
     # ---- lifecycle ----------------------------------------------------
     def start(self, timeout=30):
+        try:
+            return self._start(timeout)
+        except BaseException:
+            self.stop()  # leave no simulator behind when the firmware fails to come up
+            raise
+
+    def _start(self, timeout):
         link = os.path.join(self._tmp, "bus")
         self.sim = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "tools", "pbsim.py"), "--link", link, "--control-port", "0",
