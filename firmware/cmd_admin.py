@@ -1,37 +1,13 @@
-"""Administration commands (API.md §3, §7). Loaded on demand."""
-from cnf import flag, need
+"""Administration commands (API.md §7). Loaded on demand.
+
+set_params, del_device and reset_device are in config.py itself (one module
+less on the heap while the largest command runs)."""
+from cnf import flag
 from httpd import HTTPError
 
 
-def _post_json(req):
-    if req.method != "POST":
-        raise HTTPError(405, "method not allowed")
-    return req.json()
-
-
-async def set_params(app, req):
-    app.check_admin(req)
-    import config
-
-    return config.set_params(app, _post_json(req))
-
-
-async def del_device(app, req):
-    app.check_admin(req)
-    import config
-
-    return config.delete_device(app, need(req.query, "dev_id"))
-
-
-async def reset_device(app, req):
-    app.check_admin(req)
-    import config
-
-    return config.reset_device(app, need(req.query, "dev_id"))
-
-
+# accept_license, set_diag_logging, get_diag_log: admin, checked by cnf.py.
 async def accept_license(app, req):
-    app.check_admin(req)
     q = req.query
     lic = {"accepted": flag(q, "acc"),
            "allow_usage_stats": flag(q, "allow_usage_stats") if "allow_usage_stats" in q else False}
@@ -71,7 +47,6 @@ async def change_admin_pwd(app, req):
 
 async def set_diag_logging(app, req):
     """The ring (4 KB) is allocated on first use and kept for get_diag_log."""
-    app.check_admin(req)
     on = flag(req.query, "enable")
     if on and app.diag is None:
         import diag
@@ -84,5 +59,4 @@ async def set_diag_logging(app, req):
 
 
 async def get_diag_log(app, req):
-    app.check_admin(req)
     return app.diag.lines() if app.diag else []

@@ -57,8 +57,7 @@ def fields(req, spec):
     return out
 
 
-def _device(app, req, dev_type):
-    app.check_admin(req)
+def _device(app, req, dev_type):  # set_ajax_*: admin, checked by cnf.py
     d = app.device(cnf.need(req.query, "dev_id"))
     if d is None:
         raise HTTPError(404, "unknown device")

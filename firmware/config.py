@@ -11,6 +11,7 @@ import time
 import devices
 import schema
 from cfgsave import entry, save, snapshot
+from cnf import need
 from httpd import HTTPError
 
 MAX_METERS = 8
@@ -20,7 +21,23 @@ def _fields(dev_type):
     return schema.EVSE if dev_type[:5] == "evse_" else schema.METER
 
 
-def set_params(app, body):
+# The three commands below are admin commands: cnf.py checks before loading this module.
+async def set_params(app, req):
+    """cmd=set_params (API.md §3): POST a JSON object."""
+    if req.method != "POST":
+        raise HTTPError(405, "method not allowed")
+    return apply_params(app, req.json())
+
+
+async def del_device(app, req):
+    return delete_device(app, need(req.query, "dev_id"))
+
+
+async def reset_device(app, req):
+    return reset(app, need(req.query, "dev_id"))
+
+
+def apply_params(app, body):
     if not isinstance(body, dict):
         raise HTTPError(400, "bad json")
     params = dict(app.params)
@@ -141,7 +158,7 @@ def delete_device(app, dev_id):
     return "ok"
 
 
-def reset_device(app, dev_id):
+def reset(app, dev_id):
     d = app.device(dev_id)
     if d is None:
         raise HTTPError(404, "unknown device")

@@ -1,13 +1,16 @@
 """Power Brain register maps and the `ADDR[d|q|s]` codec of API.md §1.
 
-A map is a tuple of entries (addr, key_suffix, kind, regs, access):
+A map entry is (addr, key_suffix, kind, regs, access) — `entries(map)`
+yields them in map order:
 - kind is the value type: "" 16-bit unsigned, "d" 32-bit signed, "q" 64-bit
   signed, "s" string (2 ASCII bytes per register, high byte first).
 - key_suffix is what `read=all` prints after the address; it differs from
   kind only for 8004 (32-bit, printed without suffix as in the source).
 - access: R read-only, RW read/write (device keeps it in flash), W write-only,
   V read/write volatile (the only ones the control loop may write).
-Maps are constant tuples: frozen into the firmware they live in flash.
+A map itself is a bytes constant of 4 bytes an entry (address - 8000, kind
+code | 4 if printed without suffix, registers, access): a few hundred bytes
+instead of kilobytes of tuples on the heap.
 """
 from micropython import const
 
@@ -16,51 +19,30 @@ W = const(2)
 RW = const(3)
 V = const(7)  # RW | volatile
 
+_KINDS = ("", "d", "q", "s")
+# Generated from REGISTERS.md; per entry: address - 8000, kind (0 "", 1 d, 2 q,
+# 3 s; | 4 = printed without suffix), registers, access (1 R, 2 W, 3 RW, 7 V).
+# Common block 8000..8071 and 8120; the EVSE adds 8086 disconnect_cp (V),
+# 8087 relay_select (V), 8092 cp_state, 8093 charging_cur_limit [0.1 A] (V),
+# 8094 charging_enable (V), 8096s last_rfid, 8112 meter_type, 8113 features.
 _COMMON = (
-    (8000, "d", "d", 2, R),
-    (8002, "", "", 1, R),
-    (8003, "", "", 1, R),
-    (8004, "", "d", 2, R),
-    (8006, "", "", 1, R),
-    (8007, "", "", 1, R),
-    (8008, "s", "s", 8, R),
-    (8016, "s", "s", 16, R),
-    (8040, "", "", 1, RW),
-    (8041, "", "", 1, R),
-    (8042, "d", "d", 2, RW),
-    (8044, "", "", 1, RW),
-    (8045, "", "", 1, RW),
-    (8046, "", "", 1, RW),
-    (8047, "", "", 1, RW),
-    (8050, "q", "q", 4, RW),
-    (8054, "d", "d", 2, R),
-    (8056, "", "", 1, R),
-    (8057, "", "", 1, R),
-    (8058, "q", "q", 4, RW),
-    (8062, "d", "d", 2, R),
-    (8064, "d", "d", 2, R),
-    (8066, "d", "d", 2, R),
-    (8068, "d", "d", 2, R),
-    (8070, "", "", 1, W),
-    (8071, "", "", 1, R),
+    b"\x00\x01\x02\x01\x02\x00\x01\x01\x03\x00\x01\x01\x04\x05\x02\x01\x06\x00\x01\x01\x07\x00\x01\x01\x08\x03\x08\x01\x10\x03\x10\x01\x28\x00\x01\x03\x29\x00\x01\x01\x2a\x01\x02\x03\x2c\x00\x01\x03"
+    b"\x2d\x00\x01\x03\x2e\x00\x01\x03\x2f\x00\x01\x03\x32\x02\x04\x03\x36\x01\x02\x01\x38\x00\x01\x01\x39\x00\x01\x01\x3a\x02\x04\x03\x3e\x01\x02\x01\x40\x01\x02\x01\x42\x01\x02\x01\x44\x01\x02\x01"
+    b"\x46\x00\x01\x02\x47\x00\x01\x01\x78\x01\x02\x01"
 )
-_TAIL = ((8120, "d", "d", 2, R),)
+METER = _COMMON
+EVSE = _COMMON + (
+    b"\x56\x00\x01\x07\x57\x00\x01\x07\x5c\x00\x01\x01\x5d\x00\x01\x07\x5e\x00\x01\x07\x60\x03\x0f\x01\x70\x00\x01\x01\x71\x00\x01\x01"
+)
 
-METER = _COMMON + _TAIL
-EVSE = (
-    _COMMON
-    + _TAIL
-    + (
-        (8086, "", "", 1, V),  # disconnect_cp (write-only in effect; volatile)
-        (8087, "", "", 1, V),  # relay_select
-        (8092, "", "", 1, R),  # cp_state
-        (8093, "", "", 1, V),  # charging_cur_limit [0.1 A]
-        (8094, "", "", 1, V),  # charging_enable
-        (8096, "s", "s", 15, R),  # last_rfid
-        (8112, "", "", 1, R),  # meter_type
-        (8113, "", "", 1, R),  # features
-    )
-)
+
+def entries(regmap):
+    """(addr, key_suffix, kind, regs, access) of every entry, in map order."""
+    for i in range(0, len(regmap), 4):
+        k = regmap[i + 1]
+        kind = _KINDS[k & 3]
+        yield 8000 + regmap[i], "" if k & 4 else kind, kind, regmap[i + 2], regmap[i + 3]
+
 
 # Register addresses the firmware uses by name.
 VENDOR_ID = const(8000)
@@ -100,14 +82,14 @@ def parse_addr(text):
 
 def find(regmap, addr):
     """The map entry starting at addr, or None."""
-    for e in regmap:
+    for e in entries(regmap):
         if e[0] == addr:
             return e
     return None
 
 
 def _covering(regmap, addr):
-    for e in regmap:
+    for e in entries(regmap):
         if e[0] <= addr < e[0] + e[3]:
             return e
     return None
@@ -190,7 +172,7 @@ def check_write(regmap, addr, kind, count):
 def runs(regmap):
     """Contiguous (start, regs) blocks of a map in ascending order, each ≤ 125 registers."""
     out = []
-    for e in sorted(regmap):
+    for e in sorted(entries(regmap)):
         if out and out[-1][0] + out[-1][1] == e[0] and out[-1][1] + e[3] <= 125:
             out[-1] = (out[-1][0], out[-1][1] + e[3])
         else:

@@ -17,11 +17,11 @@ def test_parse_addr():
 
 
 def test_meter_map_keys_are_the_documents():
-    assert [str(e[0]) + e[1] for e in r.METER] == METER_KEYS
+    assert [str(e[0]) + e[1] for e in r.entries(r.METER)] == METER_KEYS
 
 
 def test_evse_map_keys_order():
-    keys = [str(e[0]) + e[1] for e in r.EVSE]
+    keys = [str(e[0]) + e[1] for e in r.entries(r.EVSE)]
     assert keys[: len(METER_KEYS)] == METER_KEYS
     assert keys[len(METER_KEYS):] == ["8086", "8087", "8092", "8093", "8094", "8096s", "8112", "8113"]
 
