@@ -9,7 +9,7 @@ HTTP_PORT ?= 8080
 PORT   ?= /dev/ttyUSB0
 JOBS   ?= 2
 
-.PHONY: all venv sim test unit e2e bench mpy deploy check clean
+.PHONY: all venv sim test unit e2e bench mpy deploy check flash clean
 
 all: test
 
@@ -25,8 +25,9 @@ venv: $(STAMP)
 sim: $(STAMP)
 	$(PY) tools/sim.py --http-port $(HTTP_PORT)
 
-## Everything: CPython unit tests, the same suites under MicroPython, e2e.
-test: $(STAMP)
+## Everything: CPython unit tests, the same suites under MicroPython, e2e,
+## and the ESP32 API check.
+test: $(STAMP) check
 	$(PY) -m pytest
 
 unit: $(STAMP)
@@ -36,9 +37,21 @@ bench: $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
 	$(PY) tools/bench/run_all.py
 
+## Only ESP32 APIs: type-check lib/, firmware/ and the board against MicroPython v1.29's
+## ESP32 stubs (mypy and the stubs go into .venv-check on first use).
+check:
+	$(PYTHON) tools/check.py
+
+## Flash stock MicroPython: make flash FIRMWARE=ESP32_GENERIC-v1.29.0.bin PORT=/dev/ttyUSB0
+flash: $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check esptool==5.6.0
+	$(VENV)/bin/esptool --chip esp32 --port $(PORT) erase-flash
+	$(VENV)/bin/esptool --chip esp32 --port $(PORT) --baud 460800 write-flash -z 0x1000 $(FIRMWARE)
+
 ## Precompile lib/, firmware/ and the board for the ESP32 (fails on any compile error).
 BOARD ?= ESP32_GENERIC
 mpy: $(STAMP)
+	rm -rf build/esp32
 	$(PY) tools/mpybuild.py --march xtensawin --board $(BOARD) build/esp32
 
 ## Copy the .mpy files to a board running stock MicroPython, then reset it.

@@ -29,6 +29,9 @@ class App:
         self.diag = None  # diag.Ring while diagnostic logging is used
         self.control = None  # control.Control, set by pbctl
         self.server = None  # httpd.Server, set by pbctl
+        self.devices = []  # filled by cfgboot.boot
+        self.users = []
+        self.admin_secret = ""
         cfgboot.boot(self)
 
     def device(self, dev_id):

@@ -124,6 +124,9 @@ class Device:
             self.set_state(_STATES[cp] if cp < 6 else 5, now)
         self.updated(now)
 
+    def set_state(self, st, now):
+        pass  # meters have no EVSE state
+
     def estimate_power(self):
         p = 0
         for i in range(3):

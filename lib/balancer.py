@@ -264,12 +264,12 @@ class Balancer:
         self.surplus = 0
         self.failsafe = True
         # _s: one array('i') record per slot (_W fields), then the site record
-        self._s = S = [None] * (n + 1)
-        S[n] = g = array(a, bytes(4 * _G_N))
+        g = array(a, bytes(4 * _G_N))
+        self._s = S = [array(a, bytes(4 * _W)) for _ in range(n)]
+        S.append(g)
         self._f = f = bytearray((_B + 1) * n)
         self._r = [None] * (2 * n)
         for i in range(n):
-            S[i] = array(a, bytes(4 * _W))
             f[i] = i
         g[_G_M + 3] = g[_G_M + 7] = _SAT  # meter ages
         for i in range(_G_PK, _G_N):

@@ -33,6 +33,14 @@ def sources(board):
 
 def build(out_dir, board="HOST", march=None):
     os.makedirs(out_dir, exist_ok=True)
+    # other options than last time (or another mpy-cross): build everything again
+    stamp = os.path.join(out_dir, ".options")
+    opts = "%s %s %s" % (board, march, os.path.getmtime(mpy_cross()) if os.path.exists(mpy_cross()) else "")
+    if not os.path.exists(stamp) or open(stamp).read() != opts:
+        for f in glob.glob(os.path.join(out_dir, "*.mpy")):
+            os.remove(f)
+        with open(stamp, "w") as f:
+            f.write(opts)
     errors = []
     for src in sources(board):
         name = os.path.basename(src)

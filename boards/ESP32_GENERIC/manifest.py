@@ -1,14 +1,30 @@
-# Frozen-firmware manifest: build MicroPython v1.29 for ESP32_GENERIC with
+# Frozen-firmware manifest: MicroPython v1.29 for ESP32_GENERIC with pbctl built in.
+#
+#   cd micropython/ports/esp32        # v1.29.0, with the ESP-IDF its README names
 #   make BOARD=ESP32_GENERIC FROZEN_MANIFEST=/path/to/pbctl/boards/ESP32_GENERIC/manifest.py
-# Frozen modules live in flash and cost no heap. Do not also copy .mpy files
-# of the same modules to the board: frozen modules shadow /lib copies.
-include("$(PORT_DIR)/boards/manifest.py")
-require("aiorepl")
-module("board.py", base_path="$(MPY_DIR)/../pbctl/boards/ESP32_GENERIC")
-package_dir = "$(MPY_DIR)/../pbctl"
-for name in ("rtu.py", "registers.py", "httpd.py", "balancer.py", "balancer_core.py", "balancer_alloc.py", "rules.py"):
-    module(name, base_path=package_dir + "/lib")
-for name in ("pbctl.py", "app.py", "cnf.py", "control.py", "devices.py", "config.py", "schema.py", "store.py",
-             "auth.py", "diag.py", "cmd_info.py", "cmd_modbus.py", "cmd_admin.py", "cmd_ajax.py", "cmd_session.py",
-             "cmd_users.py", "cmd_sys.py"):
-    module(name, base_path=package_dir + "/firmware")
+#
+# Frozen modules are executed from flash and cost no heap for their code: the
+# firmware's RAM budget is met with them. Relative paths below are relative to
+# this file (MicroPython's manifest tool runs it from its own directory).
+#
+# Frozen OR copied modules, never both. The board searches sys.path =
+# ['', '.frozen', '/lib']: a frozen module shadows a copy in /lib (where
+# `mpremote mip install` puts them), and a copy in / (where `make deploy` puts
+# them) shadows the frozen one. Either way one of the two is dead weight, and a
+# stale copy in / silently runs instead of the firmware's. With this firmware
+# put only /main.py on the board (its configuration, /pbctl.json, is written
+# by the firmware); `make deploy` and package.json are for stock MicroPython.
+# host_tests/test_esp32_build.py checks this file.
+import os
+
+include("$(PORT_DIR)/boards/manifest.py")  # the port's own frozen modules (_boot, inisetup, ...)
+require("aiorepl")  # the REPL as an asyncio task next to the controller
+
+module("board.py", base_path=".", opt=3)
+# Every module of lib/ and firmware/ (new ones too), except main.py: /main.py
+# stays a file on the board, run from source at boot, so that deleting it
+# (mpremote rm :main.py) is the way back to a plain REPL.
+for _dir in ("../../lib", "../../firmware"):
+    for _name in sorted(os.listdir(_dir)):
+        if _name.endswith(".py") and _name != "main.py":
+            module(_name, base_path=_dir, opt=3)

@@ -1,0 +1,121 @@
+"""The ESP32 build: the frozen-firmware manifest and the cross-compiled modules.
+
+- boards/ESP32_GENERIC/manifest.py is valid Python for MicroPython's manifest
+  tool, names only files that exist, and freezes every module of lib/ and
+  firmware/ (except main.py, which stays a file on the board) plus the board.
+- every .py of lib/, firmware/ and the board compiles with
+  `mpy-cross -march=xtensawin` (tools/mpybuild.py, what `make mpy` runs), and a
+  compile error fails that build.
+"""
+import glob
+import os
+
+import pytest
+
+import mpybuild
+
+ROOT = mpybuild.ROOT
+BOARD_DIR = os.path.join(ROOT, "boards", "ESP32_GENERIC")
+MANIFEST = os.path.join(BOARD_DIR, "manifest.py")
+
+
+def py_files(d):
+    return sorted(glob.glob(os.path.join(ROOT, d, "*.py")))
+
+
+def run_manifest(path=MANIFEST):
+    """Execute a manifest the way tools/manifestfile.py does (from its own
+    directory, with the manifest functions as globals), recording the calls."""
+    calls = {"include": [], "require": [], "module": [], "package": [], "freeze": []}
+
+    def rec(kind):
+        def f(*args, **kw):
+            calls[kind].append((args, kw))
+        return f
+
+    g = {k: rec(k) for k in calls}
+    g["options"] = None
+    prev = os.getcwd()
+    os.chdir(os.path.dirname(path))
+    try:
+        with open(path) as f:
+            exec(compile(f.read(), path, "exec"), g)
+        # resolve module() paths as the tool does: base_path relative to the manifest
+        modules = []
+        for args, kw in calls["module"]:
+            name = args[0]
+            base = kw.get("base_path", args[1] if len(args) > 1 else ".")
+            modules.append((name, os.path.abspath(os.path.join(base, name)), kw.get("opt")))
+    finally:
+        os.chdir(prev)
+    return calls, modules
+
+
+def test_manifest_is_valid_python():
+    with open(MANIFEST) as f:
+        compile(f.read(), MANIFEST, "exec")
+
+
+def test_manifest_names_only_existing_files():
+    calls, modules = run_manifest()
+    assert modules
+    for name, path, _ in modules:
+        assert name.endswith(".py") and "/" not in name, name
+        assert os.path.isfile(path), "manifest names a missing file: " + path
+    assert not calls["package"] and not calls["freeze"]
+
+
+def test_manifest_freezes_every_module_but_main():
+    _, modules = run_manifest()
+    frozen = sorted(p for _, p, _ in modules)
+    want = [p for p in py_files("lib") + py_files("firmware") if os.path.basename(p) != "main.py"]
+    want.append(os.path.join(BOARD_DIR, "board.py"))
+    assert frozen == sorted(want)
+    # one flat module space on the board: no two modules with one name
+    names = [n for n, _, _ in modules]
+    assert len(set(names)) == len(names), sorted(n for n in names if names.count(n) > 1)
+    # the same optimisation as tools/mpybuild.py (-O3)
+    assert {opt for _, _, opt in modules} == {3}
+
+
+def test_manifest_port_modules_and_requirements():
+    calls, _ = run_manifest()
+    assert calls["include"] == [(("$(PORT_DIR)/boards/manifest.py",), {})]
+    assert [a[0] for a, _ in calls["require"]] == ["aiorepl"]
+
+
+def test_manifest_warns_against_frozen_plus_lib():
+    with open(MANIFEST) as f:
+        text = f.read()
+    assert "never both" in text and "shadows" in text
+
+
+@pytest.fixture(scope="module")
+def esp32_build(tmp_path_factory):
+    out = str(tmp_path_factory.mktemp("esp32"))
+    mpybuild.build(out, "ESP32_GENERIC", "xtensawin")
+    return out
+
+
+def test_every_module_cross_compiles_for_xtensawin(esp32_build):
+    srcs = py_files("lib") + py_files("firmware") + [os.path.join(BOARD_DIR, "board.py")]
+    for src in srcs:
+        name = os.path.basename(src)
+        if name == "main.py":
+            assert os.path.isfile(os.path.join(esp32_build, "main.py"))  # stays source
+            continue
+        mpy = os.path.join(esp32_build, name[:-3] + ".mpy")
+        assert os.path.isfile(mpy), name
+        with open(mpy, "rb") as f:
+            head = f.read(4)
+        # .mpy v6 bytecode (what MicroPython v1.29 loads), ESP32's 31-bit small ints
+        assert head[:2] == b"M\x06" and head[3] == 31, (name, head)
+    assert not os.path.exists(os.path.join(esp32_build, "manifest.mpy"))
+
+
+def test_a_compile_error_fails_the_build(tmp_path, monkeypatch):
+    bad = tmp_path / "broken.py"
+    bad.write_text("def f(:\n    pass\n")
+    monkeypatch.setattr(mpybuild, "sources", lambda board: [str(bad)])
+    with pytest.raises(RuntimeError, match="broken.py"):
+        mpybuild.build(str(tmp_path / "out"), "ESP32_GENERIC", "xtensawin")
