@@ -104,7 +104,7 @@ class Api:
 
 # Modules loaded only while needed (dependencies of the cmd_* modules included).
 ON_DEMAND = ("cmd_info", "config", "cfgsave", "cfgboot", "users", "schema", "auth", "store", "registers", "rules", "cmd_modbus",
-             "cmd_admin", "cmd_ajax", "cmd_session", "cmd_users", "diag", "cmd_sys")
+             "cmd_admin", "cmd_ajax", "cmd_session", "cmd_users", "diag", "cmd_sys", "repl")
 
 
 def unload():

@@ -19,6 +19,7 @@ from micropython import const
 _CUR_LIMIT = const(8093)
 _ENABLE = const(8094)
 _OFFLINE = const(6)
+_SOFT_SAVE_MS = const(300000)  # energy estimates go to flash at most every 5 minutes
 _OVR = {"C": balancer.OVR_OFF, "E": balancer.OVR_IGN_EVSE_RULES, "U": balancer.OVR_IGN_USER_RULES}
 
 
@@ -35,6 +36,7 @@ class Control:
         self.avail_power = 0  # W the EVSEs may use now
         self.max_evse_power = 0  # W at the configured limits
         self.writes = 0
+        self._last = self._soft_ms = time.ticks_ms()
 
     def kick(self):
         """Configuration or session changed: run a cycle now."""
@@ -99,6 +101,29 @@ class Control:
             lb.set_production(prod[0], prod[1], prod[2], now)
         self.decide(now)
         await self.write()
+        self.soft_meters(now)
+
+    def soft_meters(self, now):
+        """EVSEs without an energy reading integrate their power (soft_meter);
+        the estimates are saved at most every 5 minutes (flash wear)."""
+        dt = time.ticks_diff(now, self._last)
+        self._last = now
+        changed = False
+        for e in self.slot:
+            if e is not None and not e.rtu:
+                e.integrate(dt)
+                changed = changed or e.soft_wh != e.cfg["soft_meter"]
+        if changed and time.ticks_diff(now, self._soft_ms) >= _SOFT_SAVE_MS:
+            self._soft_ms = now
+            for e in self.slot:
+                if e is not None and not e.rtu:
+                    e.cfg["soft_meter"] = e.soft_wh
+            try:
+                import cfgsave
+
+                cfgsave.save(self.app)
+            except Exception as ex:  # a full flash must not stop the control loop
+                print("pbctl: soft_meter save:", repr(ex))
 
     async def read(self, d, now):
         """Poll one enabled device; False if it has no fresh reading."""

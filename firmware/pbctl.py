@@ -1,4 +1,11 @@
-"""pbctl: start the controller (`run()`), and REPL helpers for a running one."""
+"""pbctl: start the controller (`run()`), and REPL helpers for a running one:
+
+    >>> import pbctl
+    >>> pbctl.status()                 # devices, currents, limits and why
+    >>> pbctl.get("max_total_current")
+    >>> pbctl.set(max_total_current=25000)
+    >>> pbctl.log()                    # the diagnostic ring (cmd=set_diag_logging)
+"""
 import asyncio
 import board
 import cnf
@@ -35,6 +42,11 @@ async def main():
     app.server = server
     app.control = control.Control(app, app.MAX_EVSES)
     asyncio.create_task(app.control.run())
+    wd = getattr(board, "watchdog", None)
+    if wd:  # the board's hardware watchdog, fed only while the control loop is healthy
+        import watchdog
+
+        asyncio.create_task(watchdog.Watchdog(wd(), app.control).run())
     await server.start(board.HTTP_HOST, board.HTTP_PORT)
     import gc
 
@@ -42,6 +54,31 @@ async def main():
     print("pbctl: serving http://%s:%d/cnf (heap free %d)" % (board.HTTP_HOST, board.HTTP_PORT, gc.mem_free()))
     while True:
         await asyncio.sleep(3600)
+
+
+def _repl(name, *a, **kw):
+    import repl
+
+    try:
+        return getattr(repl, name)(app, *a, **kw)
+    finally:
+        cnf.unload()
+
+
+def status():
+    _repl("status")
+
+
+def get(name=None):
+    return _repl("get", name)
+
+
+def set(**kw):
+    return _repl("set", **kw)
+
+
+def log():
+    _repl("log")
 
 
 def run():

@@ -34,3 +34,10 @@ def de_pin():
 
 def led():
     return Pin(LED, Pin.OUT, value=0)
+
+
+def watchdog():
+    """The hardware watchdog (10 s); pbctl feeds it only while the control loop is healthy."""
+    from machine import WDT
+
+    return WDT(timeout=10000)

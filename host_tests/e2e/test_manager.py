@@ -271,6 +271,21 @@ def test_change_admin_password(sim):
     assert sim.get("cmd=change_admin_pwd&old_pwd=another-pwd&new_pwd=1234abcd") == (200, "ok")
 
 
+def test_soft_meter_of_an_evse_without_meter(sim):
+    st, _ = post(sim, "cmd=set_params", {"devices": [{"dev_type": "evse_http", "dev_id": "E3", "name": "nometer"}]})
+    assert st == 200
+    assert sim.get("cmd=soft_meter&dev_id=E3&val=1000", ADMIN) == (200, 0)
+    # 8 A on 3 phases at 230 V = 5520 W: about 1.5 Wh a second
+    st, _ = sim.get("cmd=set_ajax_evse&dev_id=E3&state=3&current=8000,8000,8000", ADMIN)
+    assert st == 200
+    wh = wait_for(lambda: (lambda v: v if v >= 1003 else None)(sim.get("cmd=soft_meter&dev_id=E3")[1]))
+    assert wh < 1100
+    assert dev(sim, "E3")["total_energy"] >= 1003
+    assert sim.get("cmd=soft_meter&dev_id=E3&val=x", ADMIN) == (400, "bad value: val")
+    assert sim.get("cmd=soft_meter&dev_id=M1") == (404, "unknown device")
+    assert sim.get("cmd=del_device&dev_id=E3", ADMIN) == (200, "ok")
+
+
 def test_diag_log_and_soft_meter(sim):
     assert sim.get("cmd=set_diag_logging&enable=1", ADMIN) == (200, "ok")
     time.sleep(1.5)

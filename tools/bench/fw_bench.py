@@ -5,9 +5,10 @@
 1. `/cnf?cmd=modbus&device=meter1&read=8002` (a bus transaction per request):
    requests/s and p50/p99 latency, one client and 4 concurrent clients.
 2. `get_dev_info` with --evses Power Brain wallboxes configured (the poller
-   and balancer running): requests/s, p50/p99, 1 and 4 clients.
-3. Heap (`cmd=sys_info`, free after a collection): after boot, after 100 and
-   after all requests — steady state must be flat — and the lowest seen.
+   and balancer running): requests/s, p50/p99, 1 and 4 clients (--n in all).
+3. Heap (`cmd=sys_info`, free after a collection): after boot, after the
+   first 100 get_dev_info and after all requests — steady state must be
+   flat — and the lowest seen.
 """
 import argparse
 import http.client
@@ -63,6 +64,7 @@ def mem(sim):
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=1000)
+    ap.add_argument("--n-modbus", type=int, default=200, help="bus reads (about 10 a second at 9600 baud)")
     ap.add_argument("--evses", type=int, default=8)
     ap.add_argument("--heap", default=None, help="firmware heap (default: simrun.HEAP)")
     a = ap.parse_args(argv)
@@ -86,11 +88,13 @@ def main(argv=None):
             sim.control(cmd="plug", slave=i, car={"phases": 7 if i % 2 else 1, "max_ma": 16000})
         time.sleep(3)
         low = mem(sim)
-        out["modbus_1"] = load(sim.http_port, "cmd=modbus&device=meter1&read=8002", a.n // 4, 1)
-        out["modbus_4"] = load(sim.http_port, "cmd=modbus&device=meter1&read=8002", a.n // 4, 4)
+        out["modbus_1"] = load(sim.http_port, "cmd=modbus&device=meter1&read=8002", a.n_modbus, 1)
+        out["modbus_4"] = load(sim.http_port, "cmd=modbus&device=meter1&read=8002", a.n_modbus, 4)
+        load(sim.http_port, "cmd=get_dev_info", 100, 1)
         out["heap_free_after_100"] = mem(sim)
-        out["dev_info_1"] = load(sim.http_port, "cmd=get_dev_info", a.n, 1)
-        out["dev_info_4"] = load(sim.http_port, "cmd=get_dev_info", a.n, 4)
+        out["dev_info_1"] = load(sim.http_port, "cmd=get_dev_info", a.n // 2, 1)
+        out["dev_info_4"] = load(sim.http_port, "cmd=get_dev_info", a.n // 2, 4)
+        out["requests_total"] = sim.get("cmd=sys_info")[1]["requests"]
         out["heap_free_end"] = mem(sim)
         out["heap_free_low"] = min(low, out["heap_free_after_100"], out["heap_free_end"])
         _, info = sim.get("cmd=get_dev_info")
