@@ -7,6 +7,7 @@ controller always comes up serving /cnf.
 import devices
 import schema
 import store
+from config import like
 from users import check_user
 
 
@@ -20,7 +21,7 @@ def factory_devices():
     e.update({"name": "Wallbox", "address": "evse", "id": 1, "desc": "cFos Power Brain Wallbox 11kW"})
     m1 = schema.defaults(schema.METER)
     m1.update({"name": "S0 Zähler 1", "address": "meter1", "id": 2, "desc": "cFos Power Brain, S0 Zähler 1"})
-    m2 = schema.defaults(schema.METER)
+    m2 = schema.defaults(schema.METER, m1)
     m2.update({"name": "S0 Zähler 2", "address": "meter2", "id": 3, "number": 2,
                "desc": "cFos Power Brain, S0 Zähler 2"})
     return [("evse_powerbrain", "E1", e), ("meter_powerbrain", "M1", m1), ("meter_powerbrain", "M2", m2)]
@@ -42,7 +43,7 @@ def boot(app):
         schema.check(schema.PARAMS, cfg.get("params", {}), app.params)
         for t, i, d in cfg.get("devices", ()):
             if t in devices.DEV_META:
-                c = schema.check(_fields(t), d, schema.defaults(_fields(t)))
+                c = schema.check(_fields(t), d, schema.defaults(_fields(t), like(app, t)))
                 app.devices.append(devices.new_device(t, i, c, app.bus, now))
         for u in cfg.get("users", ()):
             app.users.append(check_user(u))

@@ -101,8 +101,14 @@ def _fields(table):
         yield name, t, int(lo), int(hi), d
 
 
-def defaults(table):
+def defaults(table, like=None):
+    """A dict of the table's defaults. like: another dict of the same table,
+    whose key objects are reused — every device's configuration then shares
+    one set of key strings (each new str would cost heap per device)."""
     out = {}
+    if like:
+        for k in like:
+            out[k] = None
     for name, t, lo, hi, d in _fields(table):
         if t in "in":
             out[name] = int(d)

@@ -30,6 +30,8 @@ def one(port, query):
     r = c.getresponse()
     r.read()
     c.close()
+    if r.status == 503:
+        return None  # refused: more connections than the server's cap (counted)
     if r.status != 200:
         raise RuntimeError("%s -> %d" % (query, r.status))
     return time.perf_counter() - t
@@ -40,10 +42,13 @@ def load(port, query, n, clients):
     lock = threading.Lock()
     per = n // clients
 
+    refused = [0]
+
     def run():
         mine = [one(port, query) for _ in range(per)]
         with lock:
-            lat.extend(mine)
+            lat.extend(x for x in mine if x is not None)
+            refused[0] += mine.count(None)
 
     t0 = time.perf_counter()
     ts = [threading.Thread(target=run) for _ in range(clients)]
@@ -54,7 +59,7 @@ def load(port, query, n, clients):
     wall = time.perf_counter() - t0
     lat.sort()
     return {"req_s": round(len(lat) / wall, 1), "p50_ms": round(lat[len(lat) // 2] * 1000, 2),
-            "p99_ms": round(lat[len(lat) * 99 // 100] * 1000, 2)}
+            "p99_ms": round(lat[len(lat) * 99 // 100] * 1000, 2), "refused_503": refused[0]}
 
 
 def mem(sim):
