@@ -46,6 +46,14 @@ class App:
             raise HTTPError(404, "unknown device")
         return d
 
+    def like(self, dev_type):
+        """The configuration of a device of the same kind, if any: new
+        configurations reuse its key strings (schema.defaults)."""
+        for d in self.devices:
+            if d.is_evse == (dev_type[:5] == "evse_"):
+                return d.cfg
+        return None
+
     def user(self, uid):
         for u in self.users:
             if u["id"] == uid:

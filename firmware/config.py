@@ -17,15 +17,6 @@ from httpd import HTTPError
 MAX_METERS = 8
 
 
-def like(app, dev_type):
-    """The configuration of a device of the same kind already made, if any:
-    new configurations reuse its key strings (schema.defaults)."""
-    for d in app.devices:
-        if d.is_evse == (dev_type[:5] == "evse_"):
-            return d.cfg
-    return None
-
-
 def _fields(dev_type):
     return schema.EVSE if dev_type[:5] == "evse_" else schema.METER
 
@@ -97,7 +88,7 @@ def _device_update(app, obj):
             raise HTTPError(404, "unknown device")
         if t not in devices.DEV_META:
             raise HTTPError(400, "bad value: dev_type")
-        cfg = schema.defaults(_fields(t), like(app, t))
+        cfg = schema.defaults(_fields(t), app.like(t))
         prefix = "E" if t.startswith("evse_") else "M"
         n = len([d for d in app.devices if d.dev_id[0] == prefix])
         if n >= (app.MAX_EVSES if prefix == "E" else MAX_METERS):
