@@ -83,7 +83,7 @@ class Control:
                 self.configure()
                 lb.set_grid(grid[0], grid[1], grid[2], now)
                 self.decide(now)
-                await self.write()
+                await self.write(True)
         for e in app.devices:
             if e.is_evse and e.rtu and not await self.read(e, now):
                 e.set_state(_OFFLINE, now)
@@ -217,8 +217,11 @@ class Control:
         m = p["max_total_evse_current"] or p["max_total_current"]
         self.max_evse_power = 3 * m * 230 // 1000
 
-    async def write(self):
-        """Write limits that differ from what the boxes report (volatile registers only)."""
+    async def write(self, lower_only=False):
+        """Write limits that differ from what the boxes report (volatile registers only).
+
+        lower_only (the fast overload path): its EVSE currents are a cycle old,
+        so it may only cut; raises wait for the full cycle's fresh readings."""
         if not self.app.params["lb_enabled"]:
             return
         bus = self.app.bus
@@ -226,6 +229,8 @@ class Control:
             if e is None or not e.rtu or e.state == _OFFLINE:
                 continue
             reg = e.limit // 100
+            if lower_only and e.dev_limit >= 0 and reg * 100 >= e.dev_limit:
+                continue
             en = 1 if reg else 0
             s = e.slave()
             try:
