@@ -100,8 +100,10 @@ def main(argv=None):
         out["dev_info_1"] = load(sim.http_port, "cmd=get_dev_info", a.n // 2, 1)
         out["dev_info_4"] = load(sim.http_port, "cmd=get_dev_info", a.n // 2, 4)
         out["requests_total"] = sim.get("cmd=sys_info")[1]["requests"]
+        out["heap_free_right_after"] = mem(sim)
+        time.sleep(1.5)  # let the last connections close
         out["heap_free_end"] = mem(sim)
-        out["heap_free_low"] = min(low, out["heap_free_after_100"], out["heap_free_end"])
+        out["heap_free_low"] = min(low, out["heap_free_after_100"], out["heap_free_right_after"], out["heap_free_end"])
         _, info = sim.get("cmd=get_dev_info")
         out["evses"] = len([d for d in info["devices"] if d["is_evse"]])
         out["cycles"] = sim.get("cmd=sys_info")[1]["cycles"]
