@@ -213,6 +213,7 @@ class Server:
 
     async def _conn(self, r, w):
         buf = None
+        why = 9  # too many connections
         if self._pool:
             buf = self._pool.pop()
         elif self._free > 0:
@@ -220,7 +221,7 @@ class Server:
                 buf = bytearray(self._head)
                 self._free -= 1
             except MemoryError:
-                pass
+                why = 10  # out of memory: say so, it is not the connection cap
         task = asyncio.current_task()
         self._tasks.append(task)
         fh = hdrs = b = None
@@ -234,7 +235,7 @@ class Server:
                     return
             else:
                 self.refused += 1
-                req = 503 << 4 | 9  # too many connections
+                req = 503 << 4 | why
             early = isinstance(req, int)
             if early:  # an error reply before the request was read in full
                 status = req >> 4
