@@ -23,15 +23,19 @@ sys.path.insert(0, os.path.dirname(HERE))
 from simrun import ADMIN, Sim  # noqa: E402
 
 
+REFUSALS = {}
+
+
 def one(port, query):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     t = time.perf_counter()
     c.request("GET", "/cnf?" + query)
     r = c.getresponse()
-    r.read()
+    body = r.read()
     c.close()
     if r.status == 503:
-        return None  # refused: more connections than the server's cap (counted)
+        REFUSALS[body] = REFUSALS.get(body, 0) + 1
+        return None  # refused: over the connection cap, or no heap for the connection (counted)
     if r.status != 200:
         raise RuntimeError("%s -> %d" % (query, r.status))
     return time.perf_counter() - t
@@ -112,6 +116,7 @@ def main(argv=None):
         errs = [x for x in sim.fw_lines if "Error" in x]
         if errs:
             print("firmware errors:", "".join(sim.fw_lines[-12:]))
+    out["refusals"] = REFUSALS
     for k, v in out.items():
         print("%-22s %s" % (k, v))
     return out
