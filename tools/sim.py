@@ -30,7 +30,7 @@ def main():
         print("")
         print("pbctl simulation running")
         print("  API:      http://127.0.0.1:%d/cnf?cmd=get_dev_info" % sim.http_port)
-        print("  web UI:   http://127.0.0.1:%d/" % sim.http_port)
+        print("  REPL:     not in the simulation (the firmware's stdin is this process); on a board: import pbctl")
         print("  admin:    user %s, password %s (simulation only)" % ADMIN)
         print("  bus:      %s at %d baud; simulator control on 127.0.0.1:%d" % (sim.tty, sim.baud, sim.control_port))
         print("  flash:    %s" % a.flash)
