@@ -1,5 +1,5 @@
-"""End-to-end fixtures: the firmware under MicroPython (-X heapsize=96k, .mpy
-modules) against the pymodbus Power Brain simulator, on free ports."""
+"""End-to-end fixtures: the firmware under MicroPython (.mpy modules, the heap
+of simrun.HEAP) against the pymodbus Power Brain simulator, on free ports."""
 import time
 
 import pytest
@@ -15,9 +15,15 @@ def sim():
         yield s
     finally:
         s.stop()
-        log = "".join(s.fw_lines)
-        assert "MemoryError" not in log, log
-        assert "Traceback" not in log.replace("KeyboardInterrupt", ""), log
+        assert_clean_log(s)
+
+
+def assert_clean_log(sim):
+    """The firmware printed no MemoryError and no traceback; returns its output."""
+    log = "".join(sim.fw_lines)
+    assert "MemoryError" not in log, log
+    assert "Traceback" not in log.replace("KeyboardInterrupt", ""), log
+    return log
 
 
 def slow_polling(sim):

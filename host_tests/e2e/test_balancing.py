@@ -14,6 +14,7 @@ import json
 import time
 
 import pytest
+from conftest import assert_clean_log
 
 from simrun import ADMIN, Sim
 
@@ -44,9 +45,7 @@ def site():
         yield s
     finally:
         s.stop()
-        log = "".join(s.fw_lines)
-        assert "MemoryError" not in log, log
-        assert "Traceback" not in log.replace("KeyboardInterrupt", ""), log
+        log = assert_clean_log(s)
         assert "control cycle:" not in log, log  # an exception inside the control loop
 
 
