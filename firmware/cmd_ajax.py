@@ -66,7 +66,12 @@ def _device(app, req, dev_type):  # set_ajax_*: admin, checked by cnf.py
     return d
 
 
-def _currents(d, v):
+def _apply(d, v, energy):
+    """The fields both device kinds share: model, energy (under its key), voltage, current, power."""
+    if "model" in v:
+        d.model = v["model"]
+    if energy in v:
+        d.energy = v[energy]
     sign = -1 if d.cfg.get("invert") else 1
     if "voltage" in v:
         d.voltage[:] = v["voltage"]
@@ -82,15 +87,11 @@ def _currents(d, v):
 async def set_ajax_meter(app, req):
     d = _device(app, req, "meter_http")
     v = fields(req, _METER)
-    if "model" in v:
-        d.model = v["model"]
-    if "import_wh" in v:
-        d.energy = v["import_wh"]
+    _apply(d, v, "import_wh")
     if "export_wh" in v:
         d.export = v["export_wh"]
     if "is_va" in v:
         d.cfg["is_va"] = v["is_va"]
-    _currents(d, v)
     d.updated(time.ticks_ms())
     return "ok"
 
@@ -105,13 +106,9 @@ async def set_ajax_evse(app, req):
 
         cmd_session.authorize(app, d, v["rfid"])
     now = time.ticks_ms()
-    if "model" in v:
-        d.model = v["model"]
-    if "total_energy" in v:
-        d.energy = v["total_energy"]
+    _apply(d, v, "total_energy")
     if "max_charging_current" in v:
         d.max_http = v["max_charging_current"]
-    _currents(d, v)
     if "state" in v:
         d.set_state(v["state"], now)
     d.updated(now)
