@@ -9,7 +9,7 @@ HTTP_PORT ?= 8080
 PORT   ?= /dev/ttyUSB0
 JOBS   ?= 2
 
-.PHONY: all venv sim test unit e2e bench mpy deploy check flash clean
+.PHONY: all venv sim test unit e2e bench mpy deploy check flash clean browser screenshots fuzz soak
 
 all: test
 
@@ -27,8 +27,47 @@ sim: $(STAMP)
 
 ## Everything: CPython unit tests, the same suites under MicroPython, e2e,
 ## and the ESP32 API check.
-test: $(STAMP) check
+test: $(STAMP) check browser
 	$(PY) -m pytest
+
+## Robustness campaign at full counts (issue 7; `make test` runs smaller ones):
+## 10 000 random/malformed requests against the firmware, the CPython parser and
+## dispatcher fuzz x10, a bus fault storm of 10 000 transactions, the power-cut test
+## with 5 000 trials. PBCTL_HEAP sets the firmware's heap (default 128k).
+FUZZ_COUNT ?= 10000
+STORM_TRANSACTIONS ?= 10000
+fuzz: $(STAMP)
+	$(PY) tools/fuzz.py --count $(FUZZ_COUNT)
+	HTTP_FUZZ_EXAMPLES=10 POWERLOSS_TRIALS=5000 $(PY) -m pytest -s host_tests/test_fuzz_http.py host_tests/test_store_powerloss.py
+	$(PY) tools/soak.py --storm $(STORM_TRANSACTIONS)
+
+## Soak (not in `make test`): cars coming and going and API traffic for SOAK_MINUTES
+## (default 10), then heap, cycle-time jitter, request latency and error counts.
+SOAK_MINUTES ?= 10
+soak: $(STAMP)
+	$(PY) tools/soak.py --minutes $(SOAK_MINUTES)
+
+## The web UI's browser tests need Debian's headless Chromium and its driver (apt-get, as
+## root) and selenium (requirements-browser.txt); without a browser they skip and say why.
+BROWSER_STAMP := $(VENV)/.browser-$(shell cksum < requirements-browser.txt | cut -d' ' -f1)
+$(BROWSER_STAMP): requirements-browser.txt $(STAMP)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-browser.txt
+	rm -f $(VENV)/.browser-*
+	touch $@
+
+browser: $(BROWSER_STAMP)
+	@if [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      chromium chromium-driver) || echo "make browser: chromium could not be installed; browser tests skip"; \
+	  else \
+	    echo "make browser: no /usr/bin/chromium and not root with apt-get; browser tests skip"; \
+	  fi; \
+	fi
+
+## docs/ui-phone.png and docs/ui-desktop.png: the web UI after a few minutes of a two-EVSE scenario.
+screenshots: $(STAMP) browser
+	PBCTL_SCREENSHOTS=1 $(PY) -m pytest host_tests/browser -k screenshots
 
 unit: $(STAMP)
 	$(PY) -m pytest host_tests/unit host_tests/test_micropython_units.py

@@ -1,4 +1,6 @@
-"""The controller's state: configuration, devices, users, bus — resident.
+"""The controller's state: configuration, devices, users, bus — resident
+(what only commands need lives with them: cnf.admin, auth.rfid_owner,
+schema.like).
 
 Everything that changes the configuration (and loading it at boot) lives in
 config.py, which is loaded on demand: see cnf.py on RAM.
@@ -40,51 +42,8 @@ class App:
                 return d
         return None
 
-    def evse(self, dev_id):
-        d = self.device(dev_id)
-        if d is None or not d.is_evse:
-            raise HTTPError(404, "unknown device")
-        return d
-
-    def like(self, dev_type):
-        """The configuration of a device of the same kind, if any: new
-        configurations reuse its key strings (schema.defaults)."""
-        for d in self.devices:
-            if d.is_evse == (dev_type[:5] == "evse_"):
-                return d.cfg
-        return None
-
     def user(self, uid):
         for u in self.users:
             if u["id"] == uid:
                 return u
         return None
-
-    def rfid_owner(self, rfid):
-        """(user, rfid entry) owning PIN/RFID rfid, or (None, None)."""
-        if rfid:
-            import auth
-
-            for u in self.users:
-                for r in u["rfids"]:
-                    if auth.same(r["id"], rfid):
-                        return u, r
-        return None, None
-
-    def check_admin(self, req):
-        import auth
-
-        try:
-            auth.Guard(self.fails).check(self.admin_secret, req.auth(), req.client)
-        except auth.AuthError as e:
-            raise HTTPError(e.status, e.args[0], AUTH_HDR if e.status == 401 else None)
-        finally:
-            # checked: let its 2.4 KB go before the command loads what it needs
-            del sys.modules["auth"]
-
-    def is_admin(self, req):
-        """True with valid admin credentials, False when none were given."""
-        if req.auth() is None:
-            return False
-        self.check_admin(req)
-        return True

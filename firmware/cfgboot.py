@@ -42,7 +42,7 @@ def boot(app):
         schema.check(schema.PARAMS, cfg.get("params", {}), app.params)
         for t, i, d in cfg.get("devices", ()):
             if t in devices.DEV_META:
-                c = schema.check(_fields(t), d, schema.defaults(_fields(t), app.like(t)))
+                c = schema.check(_fields(t), d, schema.defaults(_fields(t), schema.like(app, t)))
                 app.devices.append(devices.new_device(t, i, c, app.bus, now))
         for u in cfg.get("users", ()):
             app.users.append(check_user(u))

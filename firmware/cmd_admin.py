@@ -2,7 +2,7 @@
 
 set_params, del_device and reset_device are in config.py itself (one module
 less on the heap while the largest command runs)."""
-from cnf import flag
+from args import flag
 from httpd import HTTPError
 
 
@@ -59,4 +59,16 @@ async def set_diag_logging(app, req):
 
 
 async def get_diag_log(app, req):
-    return app.diag.lines() if app.diag else []
+    return _json_lines(app.diag.lines() if app.diag else ())
+
+
+def _json_lines(lines):
+    # streamed a line at a time: the 4 KB ring as one JSON text needs one
+    # block that large, which a busy heap often does not have (MemoryError)
+    import json
+
+    sep = "["
+    for s in lines:
+        yield sep + json.dumps(s)
+        sep = ","
+    yield "[]" if sep == "[" else "]"

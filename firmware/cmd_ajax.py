@@ -6,6 +6,7 @@ applied.
 """
 import time
 
+import args
 import cnf
 from httpd import HTTPError
 
@@ -18,9 +19,9 @@ _BIG = 1 << 40
 
 def _int(v, name, form):
     if form:
-        return cnf.parse_int(v, name, -_BIG, _BIG)
+        return args.parse_int(v, name, -_BIG, _BIG)
     if not isinstance(v, int) or isinstance(v, bool) or not -_BIG <= v <= _BIG:
-        raise cnf.bad(name)
+        raise args.bad(name)
     return v
 
 
@@ -42,15 +43,15 @@ def fields(req, spec):
             if form:
                 v = v.strip("[]").split(",")
             if not isinstance(v, list) or len(v) != 3:
-                raise cnf.bad(name)
+                raise args.bad(name)
             v = [_int(x, name, form) for x in v]
         elif kind == "s":
             if not isinstance(v, str) or len(v) > 64:
-                raise cnf.bad(name)
+                raise args.bad(name)
         elif kind == "b":
-            v = cnf.flag(src, name) if form else v
+            v = args.flag(src, name) if form else v
             if not isinstance(v, bool):
-                raise cnf.bad(name)
+                raise args.bad(name)
         else:
             v = _int(v, name, form)
         out[name] = v
@@ -100,7 +101,7 @@ async def set_ajax_evse(app, req):
     d = _device(app, req, "evse_http")
     v = fields(req, _EVSE)
     if "state" in v and not 1 <= v["state"] <= 5:
-        raise cnf.bad("state")
+        raise args.bad("state")
     if v.get("rfid"):
         import cmd_session
 
@@ -114,4 +115,9 @@ async def set_ajax_evse(app, req):
     d.updated(now)
     if app.control:
         app.control.rebalance()
-    return d.decision()
+    return {
+        "device_enabled": d.cfg["device_enabled"] == 1,
+        "charging_enabled": d.limit > 0,
+        "paused": d.paused,
+        "charging_current": d.limit,
+    }

@@ -8,8 +8,9 @@ get_dev_info string would need one large block of heap.
 import json
 import time
 
-import balancer
+import cnf
 import devices
+import reasons
 
 _VSN = {"vendorid": 52997}
 
@@ -28,7 +29,7 @@ def members(kv):
 
 def reason(code):
     """limit_reason text of a balancer reason code (-1: the EVSE waits for an RFID/PIN)."""
-    return "waiting: rfid" if code < 0 else balancer.reason_text(code)
+    return "waiting: rfid" if code < 0 else reasons.reason_text(code)
 
 
 def info(dev, now):
@@ -48,7 +49,11 @@ def info(dev, now):
                              "max_charging_cur", c["max_charging_cur"], "prio", c["prio"],
                              "charging_enabled", dev.limit > 0, "cur_charging_power", dev.power,
                              "total_energy", dev.energy if dev.rtu or dev.energy else dev.soft_wh])
-        yield "," + members(["phases", dev.phases(), "state", dev.state, "model", dev.model, "paused", dev.paused,
+        ph = 0  # phases in use, detected from a current > 1 A
+        for i in range(3):
+            if cur[i] > 1000:
+                ph |= 1 << i
+        yield "," + members(["phases", ph, "state", dev.state, "model", dev.model, "paused", dev.paused,
                              "pause_time", time.ticks_diff(now, dev.pause_ms) // 1000 if dev.paused else 0,
                              "pause_min_time", c["pause_min_time"]])
         # beyond the vendor's sample: what the web UI shows
@@ -84,7 +89,7 @@ def params(app):
 
 async def get_dev_info(app, req):
     if app.params["api_read_auth"]:
-        app.check_admin(req)
+        cnf.admin(app, req)
     return _dev_info(app)
 
 
@@ -109,7 +114,7 @@ def _dev_info(app):
 async def get_params(app, req):
     """params, the devices' configuration, dev_meta and max_total_evse_power in one object."""
     if app.params["api_read_auth"]:
-        app.check_admin(req)
+        cnf.admin(app, req)
     return _params(app)
 
 

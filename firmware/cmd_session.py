@@ -1,14 +1,28 @@
 """Sessions: enter_rfid, override_device, soft_meter (API.md §5). Loaded on demand."""
 import time
 
-from cnf import bad, int_param, need
+from args import bad, int_param
+from cnf import admin, need
 from app import AUTH_HDR
 from httpd import HTTPError
 
 
+def _owner(app, rfid):
+    import auth  # (dropped again with this module after the request)
+
+    return auth.rfid_owner(app, rfid)
+
+
+def _evse(app, dev_id):
+    d = app.device(dev_id)
+    if d is None or not d.is_evse:
+        raise HTTPError(404, "unknown device")
+    return d
+
+
 def authorize(app, evse, rfid):
     """Start evse's session for the user owning PIN/RFID rfid."""
-    user, r = app.rfid_owner(rfid)
+    user, r = _owner(app, rfid)
     if user is None or not r["ac_auth"]:
         raise HTTPError(403, "unknown rfid")
     allowed = evse.cfg["users"]
@@ -21,7 +35,7 @@ async def enter_rfid(app, req):
     q = req.query
     rfid = need(q, "rfid")
     if "dev_id" in q:
-        evse = app.evse(q["dev_id"])
+        evse = _evse(app, q["dev_id"])
     else:
         # the EVSE with an EV present and no user yet; ties: the latest plugged in
         evse = None
@@ -29,7 +43,7 @@ async def enter_rfid(app, req):
             if e.is_evse and e.state in (2, 3, 4) and not e.user and (evse is None or time.ticks_diff(e.plug_ms, evse.plug_ms) > 0):
                 evse = e
         if evse is None:
-            if app.rfid_owner(rfid)[0] is None:
+            if _owner(app, rfid)[0] is None:
                 raise HTTPError(403, "unknown rfid")
             raise HTTPError(404, "no vehicle waiting")
     authorize(app, evse, rfid)
@@ -42,27 +56,27 @@ async def override_device(app, req):
     """Flags C/c (admin or the user's PIN/RFID with ac_ovch), E/e (admin),
     U/u (the user's PIN/RFID); mamps caps the current (0 = no cap)."""
     q = req.query
-    evse = app.evse(need(q, "dev_id"))
+    evse = _evse(app, need(q, "dev_id"))
     flags = q.get("flags", "")
     for f in flags:
         if f not in "CcEeUu":
             raise bad("flags")
     mamps = int_param(q, "mamps", 0, 80000) if "mamps" in q else None
-    admin = app.is_admin(req)
+    by_admin = admin(app, req, True)
     user = r = None
     if q.get("rfid"):
-        user, r = app.rfid_owner(q["rfid"])
+        user, r = _owner(app, q["rfid"])
         if user is None or (evse.user and evse.user != user["id"]):
             raise HTTPError(403, "unknown rfid")
         allowed = evse.cfg["users"]
         if allowed and user["id"] not in allowed:
             raise HTTPError(403, "rfid not allowed at this device")
-    if ("E" in flags or "e" in flags) and not admin:
+    if ("E" in flags or "e" in flags) and not by_admin:
         raise HTTPError(401, "authentication required", AUTH_HDR)
     if ("U" in flags or "u" in flags) and user is None:
         raise HTTPError(403, "rfid required")
     stop = "C" in flags or "c" in flags
-    if (stop or mamps is not None) and not admin:
+    if (stop or mamps is not None) and not by_admin:
         if user is None:
             raise HTTPError(401, "authentication required", AUTH_HDR)
         if stop and not r["ac_ovch"]:
@@ -86,11 +100,13 @@ async def override_device(app, req):
 async def soft_meter(app, req):
     """The old reading; with val (admin) it is set."""
     q = req.query
-    evse = app.evse(need(q, "dev_id"))
-    old = evse.soft_energy()
+    evse = _evse(app, need(q, "dev_id"))
+    old = evse.energy if evse.rtu else evse.soft_wh  # the box's own meter when it has one
     if "val" in q:
-        app.check_admin(req)
-        evse.set_soft_energy(int_param(q, "val", 0, 1 << 40))
+        admin(app, req)
+        wh = evse.soft_wh = int_param(q, "val", 0, 1 << 40)
+        evse.soft_mws = 0
+        evse.cfg["soft_meter"] = wh
         import cfgsave
 
         cfgsave.save(app)

@@ -14,7 +14,7 @@ nothing changes before all input has been validated.
 import gc
 import sys
 
-from httpd import HTTPError
+from httpd import File, HTTPError
 
 # "cmd module" pairs: the module holds `async def <cmd>(app, req)`. A module
 # name starting with "!" marks an admin command: its credentials are checked
@@ -22,7 +22,7 @@ from httpd import HTTPError
 # check's own module is gone again before the command's arrive). One string
 # costs less heap than a dict of 20 entries.
 _ROUTES = (" get_dev_info cmd_info get_params cmd_info sys_info cmd_sys modbus cmd_modbus"
-           " set_params !config del_device !config reset_device !config accept_license !cmd_admin"
+           " set_params !config del_device !cfgdel reset_device !cfgdel accept_license !cmd_admin"
            " change_admin_pwd cmd_admin set_diag_logging !cmd_admin get_diag_log !cmd_admin"
            " set_ajax_meter !cmd_ajax set_ajax_evse !cmd_ajax enter_rfid cmd_session override_device cmd_session"
            " soft_meter cmd_session get_users !cmd_users get_user cmd_users set_user cmd_users"
@@ -45,32 +45,19 @@ def need(q, name):
     return v
 
 
-def bad(name):
-    return HTTPError(400, "bad value: " + name)
-
-
-def flag(q, name):
-    v = q.get(name)
-    if v in ("1", "true"):
-        return True
-    if v in ("0", "false"):
+def admin(app, req, optional=False):
+    """Raise 401/429 unless req carries the admin's credentials (API.md §0);
+    optional: False when it carries none. The check's module (auth.py) is
+    dropped at once, so a command's module finds its heap free."""
+    if optional and req.auth() is None:
         return False
-    raise bad(name)
+    import auth
 
-
-def parse_int(text, name, lo, hi):
-    t = text.strip() if isinstance(text, str) else ""
-    s = t[1:] if t[:1] in "+-" else t
-    if not s.isdigit() or len(s) > 15:
-        raise bad(name)
-    v = int(t)
-    if not lo <= v <= hi:
-        raise bad(name)
-    return v
-
-
-def int_param(q, name, lo, hi):
-    return parse_int(need(q, name), name, lo, hi)
+    try:
+        auth.check_admin(app, req)
+    finally:
+        del sys.modules["auth"]
+    return True
 
 
 class Api:
@@ -79,23 +66,38 @@ class Api:
         self._busy = 0  # requests running in on-demand modules
 
     async def handle(self, req):
-        if req.path != "/cnf":
-            raise HTTPError(404, "not found")
+        p = req.path
+        if p != "/cnf":
+            # the web UI (README "Web UI"): /NAME is www/NAME.gz next to this module
+            # (tools/mpybuild.py gzips firmware/www/ there), "/" index.html; only in
+            # www/ itself (no "/"; "\0" would end the name early). httpd streams the
+            # file, 404 if there is none. Types: html, css, js (no charset: the page
+            # says UTF-8, its script and style sheet inherit that).
+            p = p[1:] or "index.html"
+            if "/" in p or "\0" in p:
+                raise HTTPError(404, "not found")
+            t = p.rpartition(".")[2]
+            return 200, File(__file__.rpartition("/")[0] + "/www/" + p + ".gz",
+                             "text/" + ("javascript" if t == "js" else t), True, 60, req.headers.get("if-none-match"))
         cmd = need(req.query, "cmd")
         app = self.app
         mod = route(cmd)
         if mod is None:
             raise HTTPError(404, "unknown cmd")
-        # (a modbus write is an admin command too; with read and write both given
-        # the module answers 400 "need read or write")
-        if mod[0] == "!" or (mod == "cmd_modbus" and "write" in req.query and "read" not in req.query):
-            app.check_admin(req)
-            mod = mod.lstrip("!")
         if not self._busy:
             gc.collect()  # load the module into as few holes as possible
         self._busy += 1
         try:
+            # (a modbus write is an admin command too; with read and write both given
+            # the module answers 400 "need read or write")
+            if mod[0] == "!" or (mod == "cmd_modbus" and "write" in req.query and "read" not in req.query):
+                admin(app, req)
+                mod = mod.lstrip("!")
             return 200, await getattr(__import__(mod), cmd)(app, req)
+        except MemoryError:
+            # the heap had no room for this command now: a clean refusal (every
+            # command validates and saves before it changes anything)
+            raise HTTPError(503, "out of memory")
         finally:
             self._busy -= 1
             if not self._busy:
@@ -103,8 +105,8 @@ class Api:
                 gc.collect()  # give the module's blocks back before the next request
 
 # Modules loaded only while needed (dependencies of the cmd_* modules included).
-ON_DEMAND = ("cmd_info", "config", "cfgsave", "cfgboot", "users", "schema", "auth", "store", "registers", "rules", "cmd_modbus",
-             "cmd_admin", "cmd_ajax", "cmd_session", "cmd_users", "diag", "cmd_sys", "repl")
+ON_DEMAND = ("cmd_info", "reasons", "args", "config", "cfgdel", "cfgsave", "cfgboot", "users", "schema", "auth", "store", "registers", "rules", "cmd_modbus",
+             "cmd_admin", "cmd_ajax", "cmd_session", "cmd_users", "diag", "cmd_sys", "repl", "start")
 
 
 def unload():

@@ -1,4 +1,4 @@
-"""Configuration changes: set_params, del/reset_device, saves. Loaded on demand.
+"""Configuration changes: set_params (cfgdel.py: del/reset_device). Loaded on demand.
 
 Each change is validated on a copy, persisted, and only then swapped in.
 The stored file is {"params", "devices": [[dev_type, dev_id, {config}], ...],
@@ -6,35 +6,28 @@ The stored file is {"params", "devices": [[dev_type, dev_id, {config}], ...],
 dicts, so a save copies nothing big;
 cfgboot.py reads it at boot, users.py changes users.
 """
+from micropython import const
+
 import time
 
 import devices
 import schema
 from cfgsave import entry, save, snapshot
-from cnf import need
 from httpd import HTTPError
 
-MAX_METERS = 8
+_MAX_METERS = const(8)
 
 
 def _fields(dev_type):
     return schema.EVSE if dev_type[:5] == "evse_" else schema.METER
 
 
-# The three commands below are admin commands: cnf.py checks before loading this module.
+# An admin command: cnf.py checks before loading this module.
 async def set_params(app, req):
     """cmd=set_params (API.md §3): POST a JSON object."""
     if req.method != "POST":
         raise HTTPError(405, "method not allowed")
     return apply_params(app, req.json())
-
-
-async def del_device(app, req):
-    return delete_device(app, need(req.query, "dev_id"))
-
-
-async def reset_device(app, req):
-    return reset(app, need(req.query, "dev_id"))
 
 
 def apply_params(app, body):
@@ -88,11 +81,17 @@ def _device_update(app, obj):
             raise HTTPError(404, "unknown device")
         if t not in devices.DEV_META:
             raise HTTPError(400, "bad value: dev_type")
-        cfg = schema.defaults(_fields(t), app.like(t))
+        cfg = schema.defaults(_fields(t), schema.like(app, t))
         prefix = "E" if t.startswith("evse_") else "M"
         n = len([d for d in app.devices if d.dev_id[0] == prefix])
-        if n >= (app.MAX_EVSES if prefix == "E" else MAX_METERS):
+        if n >= (app.MAX_EVSES if prefix == "E" else _MAX_METERS):
             raise HTTPError(400, "too many devices")
+        ctl = app.control
+        if prefix == "E" and ctl and n >= len(ctl.slot):
+            try:  # room in the balancer first: if there is none, nothing changes
+                ctl.resize(n + 1)
+            except MemoryError:
+                raise HTTPError(503, "out of memory")
         if dev_id is None:
             dev_id = _next_id(app, prefix)
         elif (not isinstance(dev_id, str) or not 2 <= len(dev_id) <= 4 or dev_id[0] != prefix
@@ -127,42 +126,3 @@ def _next_id(app, prefix):
     while app.device(prefix + str(n)) is not None:
         n += 1
     return prefix + str(n)
-
-
-def delete_device(app, dev_id):
-    d = app.device(dev_id)
-    if d is None:
-        raise HTTPError(404, "unknown device")
-    snap = snapshot(app)
-    snap["devices"] = []
-    for x in app.devices:
-        if x is d:
-            continue
-        c = x.cfg
-        if c.get("attach") == dev_id:
-            c = dict(c)
-            c["attach"] = ""
-        snap["devices"].append([x.dev_type, x.dev_id, c])
-    users = []
-    for u in app.users:
-        u = dict(u)
-        u["dev_ids"] = [i for i in u["dev_ids"] if i != dev_id]
-        users.append(u)
-    snap["users"] = users
-    save(app, snap)
-    app.devices.remove(d)
-    for x in app.devices:
-        if x.cfg.get("attach") == dev_id:
-            x.cfg["attach"] = ""
-    app.users = users
-    return "ok"
-
-
-def reset(app, dev_id):
-    d = app.device(dev_id)
-    if d is None:
-        raise HTTPError(404, "unknown device")
-    app.devices[app.devices.index(d)] = devices.new_device(d.dev_type, d.dev_id, d.cfg, app.bus, time.ticks_ms())
-    if app.control:
-        app.control.kick()
-    return "ok"

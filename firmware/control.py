@@ -20,14 +20,14 @@ _CUR_LIMIT = const(8093)
 _ENABLE = const(8094)
 _OFFLINE = const(6)
 _SOFT_SAVE_MS = const(300000)  # energy estimates go to flash at most every 5 minutes
-_OVR = {"C": balancer.OVR_OFF, "E": balancer.OVR_IGN_EVSE_RULES, "U": balancer.OVR_IGN_USER_RULES}
+_OVR = {"C": 1, "E": 2, "U": 4}  # balancer set_evse ovr bits: off, ignore EVSE rules, ignore user rules
 
 
 class Control:
     def __init__(self, app, slots):
         self.app = app
-        self.lb = balancer.Balancer(slots)
-        self.slot = [None] * slots  # EVSE device per balancer slot
+        self.lb = self.slot = None
+        self.resize(slots)
         self._kick = asyncio.Event()
         self.cycles = 0
         self.cycle_ms = 0  # duration of the last cycle
@@ -37,6 +37,20 @@ class Control:
         self.max_evse_power = 0  # W at the configured limits
         self.writes = 0
         self._last = self._soft_ms = time.ticks_ms()
+
+    def resize(self, slots):
+        """Balancer slots for `slots` EVSEs (each costs heap, so there are as
+        many as configured: boot sizes it, set_params grows it before it adds
+        an EVSE). A new balancer starts afresh: pause and rotation timers too.
+        MemoryError: nothing changed."""
+        n = len(self.slot) if self.slot else 1
+        self.lb = None  # let the old one's heap be reused (the next cycle rebuilds its state)
+        try:
+            self.lb = balancer.Balancer(slots)
+        except MemoryError:  # as it was (its blocks are free again), and say so
+            self.lb = balancer.Balancer(n)
+            raise
+        self.slot = [None] * slots  # EVSE device per balancer slot
 
     def kick(self):
         """Configuration or session changed: run a cycle now."""
@@ -65,9 +79,11 @@ class Control:
     async def cycle(self, now):
         app = self.app
         p = app.params
-        lb = self.lb
         grid = cons = prod = None
-        # meters first: the grid meter decides how much there is to share
+        # meters first: the grid meter decides how much there is to share. Keep
+        # the EVSEs after it: the balancer estimates the other load from the grid
+        # reading and the EVSE currents of the round before it and of this round
+        # (lib/balancer.py, "Pairing"), so a car's ramp makes no limit dip
         for d in sorted_meters(app.devices):
             if not await self.read(d, now):
                 continue
@@ -81,22 +97,23 @@ class Control:
             if role == 3 and max(d.cur) > p["max_total_current"]:
                 # fast path: overload seen, cut now, before polling anything else
                 self.configure()
-                lb.set_grid(grid[0], grid[1], grid[2], now)
+                self.lb.set_grid(grid[0], grid[1], grid[2], now)
                 self.decide(now)
                 await self.write(True)
         for e in app.devices:
             if e.is_evse and e.rtu and not await self.read(e, now):
                 e.set_state(_OFFLINE, now)
         self.configure()
+        lb = self.lb  # set_params may have grown it while the bus was busy
         now = time.ticks_ms()
         if grid is not None:
-            lb.meter_mode = balancer.METER_GRID
+            lb.meter_mode = 3  # balancer meter_mode: grid meter
             lb.set_grid(grid[0], grid[1], grid[2], now)
         elif cons is not None:
-            lb.meter_mode = balancer.METER_CONSUMPTION
+            lb.meter_mode = 1  # consumption meter
             lb.set_load(cons[0], cons[1], cons[2], now)
         elif not any_role(app.devices, 1, 3):
-            lb.meter_mode = balancer.METER_NONE
+            lb.meter_mode = 0  # no meter
         if prod is not None:
             lb.set_production(prod[0], prod[1], prod[2], now)
         self.decide(now)
@@ -185,7 +202,7 @@ class Control:
             for f in e.ov_flags:
                 o |= _OVR[f]
             if c["users"] and not e.user:
-                o |= balancer.OVR_OFF  # this EVSE needs an authorised user first
+                o |= 1  # balancer OVR_OFF: this EVSE needs an authorised user first
             rules = c["charging_rules"]
             u = app.user(e.user) if e.user else None
             cur = e.cur
@@ -207,7 +224,7 @@ class Control:
             e.paused = lb.paused[i] == 1
             if e.paused and not was:
                 e.pause_ms = time.ticks_add(now, -lb.pause_ms[i])
-            # the code; get_dev_info renders the text (balancer.reason_text)
+            # the code; get_dev_info renders the text (reasons.reason_text)
             e.reason = -1 if e.cfg["users"] and not e.user and e.plugged else lb.reason[i]
             cons += e.power
         self.cons_power = cons

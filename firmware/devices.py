@@ -33,7 +33,7 @@ _COMMON = const(8000)  # 32 registers: vendor .. name
 _VOLTAGE = const(8045)
 _ENERGY = const(8058)  # energy q, power d, current_l1..l3 d: 12 registers
 _CP_STATE = const(8092)  # cp_state, charging_cur_limit, charging_enable
-OFFLINE = const(6)
+_OFFLINE = const(6)
 # EVSE state (API.md §2) from cp_state: 0→1, 1→2, 2→3, 3→4, 4/5→5
 _STATES = b"\x01\x02\x03\x04\x05\x05"
 
@@ -62,10 +62,14 @@ def _signed(d, off, nbytes):
 
 
 def _text(d, off, n):
-    end = off
-    while end < off + n and d[end]:
-        end += 1
-    return bytes(d[off:end]).decode()
+    # ASCII up to the first NUL; other bytes show as "?" (a UnicodeError here
+    # would fail every poll of the device, and with it every control cycle)
+    b = bytearray()
+    for i in range(off, off + n):
+        if not d[i]:
+            break
+        b.append(d[i] if d[i] < 128 else 63)
+    return str(b, "utf-8")
 
 
 class Device:
@@ -139,11 +143,13 @@ class Meter(Device):
 
 
 class Evse(Device):
+    # (resident: only what the control loop needs; what one command needs
+    # lives in that command's module)
     is_evse = True
 
     def __init__(self, dev_type, dev_id, cfg, bus, now):
         super().__init__(dev_type, dev_id, cfg, bus, now)
-        self.state = OFFLINE if self.rtu else 1
+        self.state = _OFFLINE if self.rtu else 1
         self.dev_limit = -1  # charging_cur_limit read back from the box, mA
         self.dev_enable = -1  # charging_enable read back
         self.max_http = 0  # HTTP EVSE: the max_charging_current it reported
@@ -164,7 +170,7 @@ class Evse(Device):
 
     def set_state(self, st, now):
         self.state = st
-        if st == OFFLINE:
+        if st == _OFFLINE:
             return  # a silent box says nothing about the car: keep the session
         plugged = st != 1
         if plugged and not self.plugged:
@@ -177,15 +183,6 @@ class Evse(Device):
             self.ov_mamps = 0
         self.plugged = plugged
 
-    def soft_energy(self):
-        """soft_meter: the energy estimate in Wh (the box's own meter when it has one)."""
-        return self.energy if self.rtu else self.soft_wh
-
-    def set_soft_energy(self, wh):
-        self.soft_wh = wh
-        self.soft_mws = 0
-        self.cfg["soft_meter"] = wh
-
     def integrate(self, dt_ms):
         """HTTP EVSEs without an energy reading: integrate the power."""
         if self.rtu or self.energy:
@@ -195,24 +192,8 @@ class Evse(Device):
             self.soft_wh += self.soft_mws // 3600000
             self.soft_mws %= 3600000
 
-    def phases(self):
-        """Phases in use (bitfield), detected from measured current > 1 A."""
-        m = 0
-        for i in range(3):
-            if self.cur[i] > 1000:
-                m |= 1 << i
-        return m
-
     def session_wh(self):
         return max(0, self.energy - self.session_start)
-
-    def decision(self):
-        return {
-            "device_enabled": self.cfg["device_enabled"] == 1,
-            "charging_enabled": self.limit > 0,
-            "paused": self.paused,
-            "charging_current": self.limit,
-        }
 
 
 def new_device(dev_type, dev_id, cfg, bus, now):

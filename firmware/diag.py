@@ -14,9 +14,9 @@ _AUTO_STOP_MS = const(300000)  # 5 minutes
 
 class Ring:
     def __init__(self, size=4096):
-        # 8 blocks rather than one: a busy heap rarely has 4 KB in one piece
-        self._bufs = [bytearray(size // 8) for _ in range(8)]
-        self._bs = size // 8
+        # 16 blocks rather than one: a busy heap rarely has 4 KB in one piece
+        self._bufs = [bytearray(size // 16) for _ in range(16)]
+        self._bs = size // 16
         self._size = size
         self._n = 0  # bytes written in total (position = _n % size)
         self.enabled = False

@@ -1,4 +1,9 @@
-# The board runs this file from source at boot; everything else is precompiled.
-import pbctl
+# The board runs this file from source at boot, after boot.py; everything else
+# is precompiled. In safe mode (boot.py, safemode.py) the controller is not
+# started and the REPL stays free. The host runs no boot.py.
+import sys
 
-pbctl.run()
+if not getattr(sys.modules.get("safemode"), "reason", None):
+    import pbctl
+
+    pbctl.run()

@@ -21,9 +21,17 @@ point for first setup, NTP time. Nothing here blocks the event loop for long.
   reply for up to ntptime.timeout (1 s here) plus the DNS lookup: the one
   pause of the event loop, a few times a day. The RTC keeps UTC.
 
-`network`, `ntptime` and `os` are imported inside the methods, so the module
-imports on the host (its pure parts are tested there; the rest against fakes
-of `network` and `ntptime` under MicroPython).
+- Credentials: /wifi.json on the board's flash ({"ssid": ..., "password": ...}),
+  written by `pbctl.wifi(ssid, password)` at the REPL and read at start-up
+  (onboard.py). **Decision:** not in the controller's configuration
+  (pbctl.json): the vendor's API has no WiFi fields, so no get_params reply
+  can ever carry the password, and only someone at the USB port can move
+  the controller to another network (not a client on the LAN or on the
+  setup access point); resetting the configuration keeps the network.
+
+`network`, `ntptime`, `json` and `os` are imported inside the functions, so
+the module imports on the host (its pure parts are tested there; the rest
+against fakes of `network` and `ntptime` under MicroPython).
 """
 import time
 
@@ -37,6 +45,75 @@ _PW_CHARS = "abcdefghijkmnpqrstuvwxyz23456789"  # 32 characters, none to misread
 def ap_ssid(mac):
     """The setup access point's name: "pbctl-" + the last 4 hex digits of the MAC."""
     return "%s%02X%02X" % (AP_PREFIX, mac[-2], mac[-1])
+
+
+CREDS = "/wifi.json"
+
+
+def load_creds(flash):
+    """The station's credentials from flash + CREDS; {} when none or unreadable."""
+    import json
+
+    try:
+        with open(flash + CREDS) as f:
+            c = json.load(f)
+        if isinstance(c.get("ssid"), str) and isinstance(c.get("password"), str):
+            return {"ssid": c["ssid"], "password": c["password"]}
+    except OSError:  # none stored
+        return {}
+    except (ValueError, AttributeError):  # not JSON, not an object
+        pass
+    print("pbctl: %s unreadable, no WiFi credentials" % CREDS)
+    return {}
+
+
+def save_creds(flash, ssid, password):
+    """Check and store new credentials (temp file + rename); ssid "" forgets them.
+
+    Returns the credentials; ValueError says what is wrong with them."""
+    import os
+
+    path = flash + CREDS
+    if not ssid:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+        return {}
+    if not isinstance(ssid, str) or len(ssid.encode()) > 32:
+        raise ValueError("ssid: 1..32 bytes")
+    if not isinstance(password, str) or not (password == "" or 8 <= len(password) <= 63):
+        raise ValueError("password: 8..63 characters (WPA2), or empty for an open network")
+    import json
+
+    creds = {"ssid": ssid, "password": password}
+    with open(path + ".tmp", "w") as f:
+        json.dump(creds, f)
+    os.rename(path + ".tmp", path)
+    return creds
+
+
+def repl(app, ssid=None, password=None):
+    """pbctl.wifi(): show the WiFi (never the station's password); with an
+    ssid, store new credentials and connect with them now."""
+    import board
+
+    n = getattr(app, "net", None)
+    if ssid is not None:
+        creds = save_creds(board.FLASH, ssid, password or "")
+        if n is not None:
+            n.set_creds(creds)
+    c = n.creds if n is not None else load_creds(board.FLASH)
+    print("WiFi %s: network %s" % (n.state if n is not None else "not started on this board",
+                                   repr(c.get("ssid")) if c else "not set (pbctl.wifi(ssid, password))"))
+    if n is None:
+        return
+    if n.ip:
+        print("  http://%s/cnf, %d connects, %d losses" % (n.ip, n.connects, n.losses))
+    if n.synced_ms is not None:
+        print("  time from NTP %d s ago" % (time.ticks_diff(time.ticks_ms(), n.synced_ms) // 1000))
+    if n.ap is not None and n.ap.active():
+        print("  setup access point %s, password %s: %s" % (n.ap_ssid, n.ap_password, AP_URL))
 
 
 def make_password(rnd, n=12):

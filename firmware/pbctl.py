@@ -5,52 +5,37 @@
     >>> pbctl.get("max_total_current")
     >>> pbctl.set(max_total_current=25000)
     >>> pbctl.log()                    # the diagnostic ring (cmd=set_diag_logging)
+    >>> pbctl.wifi("home", "password") # WiFi credentials (board); pbctl.wifi() shows the WiFi
 """
 import asyncio
 import board
 import cnf
-import control
-import devices  # noqa: F401 (resident: loaded before the on-demand modules that use it)
-import httpd
-from app import App
 
 app = None  # the running controller, for the REPL helpers
 
 
-def _warm():
-    """Load every on-demand module once, one at a time, while the heap is
-    still in one piece: their names are interned for good now (qstr pools
-    grow by doubling and need one contiguous block), so loading them later
-    on a fragmented heap only needs small blocks."""
+async def main():
+    global app
     import gc
 
+    # every on-demand module once, first: their names are interned for good
+    # while the heap is empty (qstr pools grow by doubling and need one
+    # contiguous block); the holes their code leaves are filled by the
+    # resident modules that load next
     for name in cnf.ON_DEMAND:
         __import__(name)
         cnf.unload()
         gc.collect()
+    import start  # the start-up code: on demand, its heap goes again once it ran
 
-
-async def main():
-    global app
-    # long-lived buffers first, while the heap is in one piece
-    server = httpd.Server(None, max_conns=board.HTTP_MAX_CONNS)
-    _warm()
-    app = App(board)
-    api = cnf.Api(app)
-    cnf.unload()  # what the boot needed once (config validation) goes again
-    server.handler = api.handle
-    app.server = server
-    app.control = control.Control(app, app.MAX_EVSES)
-    asyncio.create_task(app.control.run())
-    wd = getattr(board, "watchdog", None)
-    if wd:  # the board's hardware watchdog, fed only while the control loop is healthy
-        import watchdog
-
-        asyncio.create_task(watchdog.Watchdog(wd(), app.control).run())
-    await server.start(board.HTTP_HOST, board.HTTP_PORT)
-    import gc
-
+    app = await start.start(board)
+    del start
+    cnf.unload()
     gc.collect()
+    # collect after every 4 KB allocated, not only when the heap is full: the
+    # garbage goes while it is young, so new objects reuse the low holes and
+    # the free space stays in larger pieces for the next request's module
+    gc.threshold(4096)
     print("pbctl: serving http://%s:%d/cnf (heap free %d)" % (board.HTTP_HOST, board.HTTP_PORT, gc.mem_free()))
     while True:
         await asyncio.sleep(3600)
@@ -79,6 +64,13 @@ def set(**kw):
 
 def log():
     _repl("log")
+
+
+def wifi(ssid=None, password=None):
+    """Show the WiFi; wifi(ssid, password) stores new credentials ("" forgets them)."""
+    import net
+
+    net.repl(app, ssid, password)
 
 
 def run():

@@ -101,6 +101,15 @@ def _fields(table):
         yield name, t, int(lo), int(hi), d
 
 
+def like(app, dev_type):
+    """The configuration of a configured device of the same kind, if any: new
+    configurations reuse its key strings (defaults)."""
+    for d in app.devices:
+        if d.is_evse == (dev_type[:5] == "evse_"):
+            return d.cfg
+    return None
+
+
 def defaults(table, like=None):
     """A dict of the table's defaults. like: another dict of the same table,
     whose key objects are reused — every device's configuration then shares

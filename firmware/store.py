@@ -3,8 +3,9 @@
 save(): write `<name>.tmp`, move the current file to `<name>.bak`, rename the
 temp file into place. Every step is a rename (atomic on littlefs and POSIX),
 so a power cut at any point leaves a complete old or new copy: load() tries
-the main file, then the temp file (complete only if it parses), then the
-backup, then gives up (the caller falls back to defaults).
+the main file, then the temp file (complete only if it parses; then it is
+renamed into place), then the backup, then gives up (the caller falls back
+to defaults).
 """
 import json
 import os
@@ -41,6 +42,15 @@ class Store:
             except (OSError, ValueError):
                 continue
             if isinstance(d, dict):
+                if p == self.tmp:
+                    # a save cut between its renames: finish it now, or the next
+                    # save would overwrite the newest copy while writing its temp
+                    # file (a cut then left only the backup: two saves back)
+                    try:
+                        os.rename(self.tmp, self.path)
+                        p = self.path
+                    except OSError:
+                        pass
                 self.loaded_from = p
                 return d
         self.loaded_from = None

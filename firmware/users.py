@@ -1,10 +1,12 @@
 """User changes (API.md §6): set_user and validation. Loaded on demand."""
+from micropython import const
+
 import schema
 from app import AUTH_HDR
 from cfgsave import save, snapshot
 from httpd import HTTPError
 
-MAX_USERS = 32
+_MAX_USERS = const(32)
 
 
 def set_user(app, body, admin):
@@ -16,7 +18,7 @@ def set_user(app, body, admin):
     old = app.user(uid)
     if old is None and not admin:
         raise HTTPError(401, "authentication required", AUTH_HDR)
-    if old is None and len(app.users) >= MAX_USERS:
+    if old is None and len(app.users) >= _MAX_USERS:
         raise HTTPError(400, "too many users")
     if not admin:
         # a user may edit itself, but not what it may use or how it identifies

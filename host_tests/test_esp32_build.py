@@ -2,13 +2,15 @@
 
 - boards/ESP32_GENERIC/manifest.py is valid Python for MicroPython's manifest
   tool, names only files that exist, and freezes every module of lib/ and
-  firmware/ (except main.py, which stays a file on the board) plus the board.
+  firmware/ (except boot.py and main.py, which stay files on the board) plus
+  the board.
 - every .py of lib/, firmware/ and the board compiles with
   `mpy-cross -march=xtensawin` (tools/mpybuild.py, what `make mpy` runs), and a
   compile error fails that build.
 """
 import glob
 import os
+import subprocess
 
 import pytest
 
@@ -65,10 +67,11 @@ def test_manifest_names_only_existing_files():
     assert not calls["package"] and not calls["freeze"]
 
 
-def test_manifest_freezes_every_module_but_main():
+def test_manifest_freezes_every_module_but_boot_and_main():
     _, modules = run_manifest()
     frozen = sorted(p for _, p, _ in modules)
-    want = [p for p in py_files("lib") + py_files("firmware") if os.path.basename(p) != "main.py"]
+    want = [p for p in py_files("lib") + py_files("firmware") if os.path.basename(p) not in ("boot.py", "main.py")]
+    assert os.path.join(ROOT, "firmware", "boot.py") in py_files("firmware")
     want.append(os.path.join(BOARD_DIR, "board.py"))
     assert frozen == sorted(want)
     # one flat module space on the board: no two modules with one name
@@ -101,8 +104,12 @@ def test_every_module_cross_compiles_for_xtensawin(esp32_build):
     srcs = py_files("lib") + py_files("firmware") + [os.path.join(BOARD_DIR, "board.py")]
     for src in srcs:
         name = os.path.basename(src)
-        if name == "main.py":
-            assert os.path.isfile(os.path.join(esp32_build, "main.py"))  # stays source
+        if name in ("boot.py", "main.py"):
+            assert os.path.isfile(os.path.join(esp32_build, name))  # stays source, compiled by the board
+            assert not os.path.exists(os.path.join(esp32_build, name[:-3] + ".mpy"))
+            r = subprocess.run([mpybuild.mpy_cross(), "-march=xtensawin", "-o", os.devnull, src],
+                               capture_output=True, text=True)
+            assert r.returncode == 0, r.stderr  # and it is MicroPython
             continue
         mpy = os.path.join(esp32_build, name[:-3] + ".mpy")
         assert os.path.isfile(mpy), name

@@ -294,3 +294,40 @@ def test_the_event_loop_never_waits_on_the_wifi(res):
     # a task sleeping 5 ms at a time was never held up as long as a connection
     # takes (80 ms in the fake): nothing waits for the WiFi in a blocking call
     assert res["gap"] < 60, res["gap"]
+
+
+# ---- credentials: /wifi.json (pbctl.wifi) ------------------------------------
+
+def test_credentials_stored_and_loaded(tmp_path):
+    flash = str(tmp_path)
+    assert net.load_creds(flash) == {}  # none stored: first setup
+    assert net.save_creds(flash, "home", "secret12") == {"ssid": "home", "password": "secret12"}
+    assert json.loads((tmp_path / "wifi.json").read_text()) == {"ssid": "home", "password": "secret12"}
+    assert not (tmp_path / "wifi.json.tmp").exists()  # written aside, then renamed into place
+    assert net.load_creds(flash) == {"ssid": "home", "password": "secret12"}
+    assert net.save_creds(flash, "café", "") == {"ssid": "café", "password": ""}  # an open network
+    assert net.load_creds(flash) == {"ssid": "café", "password": ""}
+    assert net.save_creds(flash, "", None) == {}  # forget them
+    assert not (tmp_path / "wifi.json").exists() and net.load_creds(flash) == {}
+
+
+@pytest.mark.parametrize("ssid, pw, msg", [
+    ("x" * 33, "secret12", "ssid: 1..32 bytes"),
+    ("ü" * 17, "secret12", "ssid: 1..32 bytes"),  # 34 bytes in UTF-8
+    ("home", "short", "password: 8..63 characters (WPA2), or empty for an open network"),
+    ("home", "p" * 64, "password: 8..63 characters (WPA2), or empty for an open network"),
+    ("home", 12345678, "password: 8..63 characters (WPA2), or empty for an open network"),
+])
+def test_bad_credentials_change_nothing(tmp_path, ssid, pw, msg):
+    net.save_creds(str(tmp_path), "home", "secret12")
+    with pytest.raises(ValueError) as e:
+        net.save_creds(str(tmp_path), ssid, pw)
+    assert str(e.value) == msg
+    assert net.load_creds(str(tmp_path)) == {"ssid": "home", "password": "secret12"}
+
+
+@pytest.mark.parametrize("junk", ["{", "[1, 2]", '{"ssid": 5, "password": "x"}', '{"ssid": "home"}', "\x00"])
+def test_unreadable_credentials_are_none(tmp_path, capsys, junk):
+    (tmp_path / "wifi.json").write_text(junk)
+    assert net.load_creds(str(tmp_path)) == {}
+    assert capsys.readouterr().out == "pbctl: /wifi.json unreadable, no WiFi credentials\n"

@@ -16,7 +16,7 @@ test heap, a long docstring does):
     b.balance(now_ms)
     b.limit[i], b.paused[i], b.pause_ms[i], b.reason[i], b.phases[i]  # per slot
     b.budget[p], b.surplus, b.failsafe   # site
-    reason_text(b.reason[i])             # limit_reason text, formatted on demand
+    reasons.reason_text(b.reason[i])     # limit_reason text (lib/reasons.py, on demand)
     b.reset_slot(i)                      # forget a slot's session
 
 The cycle is split over this module, balancer_core.py (inputs -> caps, budgets,
@@ -68,7 +68,7 @@ keeps the two equal).
 #                   ('U'); the caller clears them on unplug
 #   mamps           override cap mA, 0 = none
 #   energy_wh       session energy (who pauses first)
-#   c1, c2, c3      measured current on EVSE phase L1..L3, mA
+#   c1, c2, c3      measured current on EVSE phase L1..L3, mA (ignored with state 6)
 #   rules_e, rules_u  the EVSE's / the active user's rule list (rules.py), None = none
 #
 # Site parameters (attributes)                                           default
@@ -87,16 +87,20 @@ keeps the two equal).
 #   lb_enabled              observation flag for the caller, no effect here True
 #   weekday, minute         local weekday (0 = Monday), minute of day (rules)  0
 #   solar_shift             surplus smoothing, EMA 1/2**n per cycle            3
-# Fixed tuning (constants): start margin 1000 mA above its minimum for a waiting
-# EVSE; start window 120 s (a waiting EVSE that would add load starts only if it
-# also fits at the peak other load of that long: stop on the instant, start on the
-# recent peak); headroom 500 mA above its measured draw for a car drawing less than
-# its limit (the rest goes to the others; it gets all back once it draws more);
-# settle 10 s after a raise before the draw is judged; follow 5 s (IEC 61851: the
-# longest a car takes to follow a lowered limit; raises elsewhere wait); idle 120 s
-# (a car drawing < 1 A this long whose reserved minimum holds back another car is
-# snoozed, "paused: vehicle idle"); wake 900 s (a snoozed car's next turn, doubling
-# per idle turn up to 8x; earlier if current is left over).
+# Fixed tuning (constants): start margin 2000 mA above its minimum for a waiting
+# EVSE (hysteresis: a running car stops below its minimum, a waiting one starts
+# at minimum + 2 A); start window 120 s (a waiting EVSE that would add load starts
+# only if it also fits at the peak other load of that long: stop on the instant,
+# start on the recent peak; not for a car whose phases are still unknown: it
+# starts when it fits now, so that a 1-phase car is found out and then needs room
+# on its phase only); headroom 500 mA above its measured draw for a car drawing
+# less than its limit (the rest goes to the others; it gets all back once it
+# draws more); settle 10 s after a raise before the draw is judged; follow 5 s
+# (IEC 61851: the longest a car takes to follow a lowered limit; raises elsewhere
+# wait); idle 30 s (a car drawing < 1 A this long, 60 s if it has not drawn since
+# it was started, whose reserved minimum holds back another car is snoozed,
+# "paused: vehicle idle"); wake 900 s (a snoozed car's next turn, doubling per idle
+# turn up to 8x; earlier if current is left over).
 #
 # Outputs (attributes, rewritten by balance(); read, do not replace)
 #   limit[i]     array: mA to offer, 0 = charging disabled; a multiple of 100
@@ -125,10 +129,19 @@ keeps the two equal).
 # Decisions (API.md 9)
 #   budget[p] = max_total_current - reserve_current - other[p], capped by
 #   max_total_evse_current; other[p] = grid[p] - measured EVSE currents on p (or
-#   the consumption sum). Every EVSE that may charge first gets its minimum, in
-#   service order: priority; then running cars (least session energy first),
-#   cars waiting >= rotation_ms (longest first: they take the turn of a car
-#   that has run >= rotation_ms), cars running >= rotation_ms, other waiting
+#   the consumption sum). Pairing: the caller reads the grid meter before the
+#   EVSEs in a poll round (firmware/control.py), so the grid reading lies between
+#   the EVSE readings of the previous balance() and of this one, and other[p]
+#   lies between grid[p] minus the larger and minus the smaller of the two. The
+#   last estimate is moved into that range (a car ramping is no change of the
+#   other load: no phantom dips or bumps; a change the range cannot explain moves
+#   it at once; the error is at most what the EVSE currents moved within one
+#   round, for one round, and the fast overload path sees the true grid current).
+#   Without a new grid reading the estimate stands. Every EVSE that may charge
+#   first gets its minimum, in service order: priority; then running cars (least
+#   session energy first); then, by least session energy, cars running >=
+#   rotation_ms and cars waiting >= rotation_ms (a waiting car with less energy
+#   takes the turn of a long-running one with more: rotation); other waiting
 #   cars, idle cars. An EVSE whose minimum (+ start margin and the start window
 #   when it is not running) does not fit on one of its grid phases is paused.
 #   Current above the minimums goes by strict priority and, inside one priority,
@@ -138,8 +151,10 @@ keeps the two equal).
 #   measured), so what cars may draw stays within the budget at every moment.
 #   Failsafe (meter not read for meter_timeout_ms): every EVSE is capped at
 #   failsafe_current, the budget keeps the last known other load.
-#   Offline EVSE (state 6): its last limit stays reserved for meter_timeout_ms
-#   (its draw also shows in the grid reading), then it is released.
+#   Offline EVSE (state 6): its last limit stays reserved for meter_timeout_ms,
+#   then it is released. Its draw still shows in the grid reading: while its share
+#   is held, its last currents read (up to that share; set_evse keeps them, the
+#   ones passed with state 6 are ignored) count as EVSE current, not other load.
 #   Invariant: per grid phase, the managed EVSEs' limits sum to <= budget minus
 #   the fixed shares (offline EVSEs inside meter_timeout, disabled EVSEs with
 #   disable_policy 1); a non-zero limit is >= the minimum and <= the caps.
@@ -159,17 +174,17 @@ from micropython import const
 import balancer_alloc
 import balancer_core
 
-METER_NONE = const(0)
-METER_CONSUMPTION = const(1)
-METER_GRID = const(3)
-OVR_OFF = const(1)  # override flags (set_evse ovr): 'C'
-OVR_IGN_EVSE_RULES = const(2)  # 'E'
-OVR_IGN_USER_RULES = const(4)  # 'U'
+_METER_NONE = const(0)
+_METER_CONSUMPTION = const(1)
+_METER_GRID = const(3)
+_OVR_OFF = const(1)  # override flags (set_evse ovr): 'C'
+_OVR_IGN_EVSE_RULES = const(2)  # 'E'
+_OVR_IGN_USER_RULES = const(4)  # 'U'
 
 # ---- shared layout (the same names have the same values in balancer_core.py and
 # balancer_alloc.py; host_tests/test_balancer_props.py checks it)
-_R_NORULE = const(21)  # reason codes: see reason_text
-_R_RULE = const(23)  # + (2 * user + solar) * _NR + min(rule index, _NR - 1)
+_R_NORULE = const(21)  # reason codes: see reasons.reason_text
+_R_RULE = const(23)  # + (2 * user + solar) * _NR + min(rule index, _NR - 1) (as in reasons.py)
 _NR = const(11)
 _U = const(100)  # allocation unit, mA
 _BIG = const(0x3FFFFFFF)
@@ -214,30 +229,6 @@ _F_UD = const(16)  # udur gate: 0 unknown, 1 stopped, 2 on
 _B = const(17)
 
 
-def reason_text(r):
-    """The limit_reason text of reason code r (formatted on demand, not kept)."""
-    # (the short strings sit in a constant tuple: as separate constants they would
-    # each become a permanent qstr)
-    t, x, y, a, b, c, d = (
-        "|no vehicle|error|offline|offline: share held|disabled|disabled: min current|"
-        "disabled: no limit|override: charging disabled|override: mamps|max_charging_cur|"
-        "max_total_current L1|max_total_current L2|max_total_current L3|"
-        "max_total_evse_current|vehicle draw|failsafe: grid meter lost|"
-        "paused: energy shortage|paused: phase imbalance|paused: rotation|"
-        "waiting: others ramping down|rules: no rule applies|paused: vehicle idle",
-        "|", "%s %d%s%s", "rule", "user rule", "+", " (solar)")
-    if r >= _R_RULE:
-        r -= _R_RULE
-        k = r % _NR
-        r //= _NR
-        return y % (b if r >> 1 else a, k + 1, c if k == _NR - 1 else "", d if r & 1 else "")
-    a = 0
-    for k in range(r):  # the r-th text
-        a = t.find(x, a) + 1
-    k = t.find(x, a)
-    return t[a:k] if k >= 0 else t[a:]
-
-
 class Balancer:
     """The load balancer for n EVSE slots; see the module docstring."""
 
@@ -248,7 +239,7 @@ class Balancer:
         self.max_total_evse_current = 0
         self.failsafe_current = -1
         self.meter_timeout_ms = 10000
-        self.meter_mode = METER_GRID
+        self.meter_mode = _METER_GRID
         self.rotation_ms = 900000
         self.disable_policy = 0
         self.lb_enabled = True
@@ -317,9 +308,10 @@ class Balancer:
         w[_S_PMIN] = t
         w[_S_MAMPS] = m
         w[_S_E] = e
-        w[_S_C] = x if x > 0 else 0
-        w[_S_C + 1] = y if y > 0 else 0
-        w[_S_C + 2] = z if z > 0 else 0
+        if state != 6:  # offline: keep the last currents read (its share is held)
+            w[_S_C] = x if x > 0 else 0
+            w[_S_C + 1] = y if y > 0 else 0
+            w[_S_C + 2] = z if z > 0 else 0
         r = self._r
         r[2 * i] = re
         r[2 * i + 1] = ru
@@ -370,8 +362,8 @@ class Balancer:
         f = self._f
         c = self.n + i * _B
         o = f[c + _F_OVR]
-        re = None if o & OVR_IGN_EVSE_RULES else self._r[2 * i]
-        ru = None if o & OVR_IGN_USER_RULES else self._r[2 * i + 1]
+        re = None if o & _OVR_IGN_EVSE_RULES else self._r[2 * i]
+        ru = None if o & _OVR_IGN_USER_RULES else self._r[2 * i + 1]
         # the rule keys (in a constant tuple: as separate constants short strings
         # would each become a permanent qstr)
         kmo, ken, kex, kin, kpl, kda, kdu, kti, kcu, kso, kud = (

@@ -44,6 +44,7 @@ _S_SET = const(18)
 _S_HOLD = const(20)  # old limit a lowered car may still draw, mA
 _S_HOLDMS = const(21)
 _F_ST = const(0)
+_F_PH = const(2)
 _F_KIND = const(5)
 _F_CAPR = const(6)
 _F_FR = const(7)  # reason from the allocation
@@ -51,13 +52,14 @@ _F_SNZ = const(8)
 _F_RUN = const(10)
 _F_STOP = const(11)
 _F_IDLEP = const(12)
+_F_DET = const(14)
 _F_WK = const(15)
 _B = const(17)
 # ---- tuning (see balancer.py)
-_MU = const(10)  # start margin 1000 mA, u
+_MU = const(20)  # start margin 2000 mA, u
 _HR = const(500)
 _FOLLOW = const(5000)
-_IDLE_MS = const(120000)
+_IDLE_MS = const(30000)
 _TOL = const(300)  # mA above its limit that still counts as "followed"
 
 
@@ -93,12 +95,15 @@ def alloc(self, count):
         d = fl if e else fl + _MU
         gm = ph[i] >> 3
         # a car that adds load must also fit at the recent peak of the other load;
-        # a rotation swap (class 1) replaces a running car
-        e = e or k & 7 == 1
+        # a rotation swap (a waiting car in class 2) replaces a running car; a car
+        # whose phases are unknown (assumed three) starts when it fits now: once
+        # it has drawn, a 1-phase car needs room on one phase only
+        x = not e and k & 7 == 2
+        e = e or x or not f[c + _F_PH] | f[c + _F_DET]
         v = d
         for p in range(3):
             if gm >> p & 1:
-                a = g[_G_ROOM + p] if e else g[_G_ROOM + p] - g[_G_BST + p]
+                a = g[_G_ROOM + p] - (0 if e else g[_G_BST + p])
                 if a < v:
                     v = a
         if v >= d:
@@ -106,10 +111,10 @@ def alloc(self, count):
             for p in range(3):
                 if gm >> p & 1:
                     g[_G_ROOM + p] -= fl
-            r = r or k & 7 == 1
+            r = r or x
         elif f[c + _F_RUN] and r:
             f[c + _F_FR] = _R_ROTATION
-        elif g[_G_ROOM] >= d or g[_G_ROOM + 1] >= d or g[_G_ROOM + 2] >= d:
+        elif max(g[_G_ROOM], g[_G_ROOM + 1], g[_G_ROOM + 2]) >= d:
             f[c + _F_FR] = _R_IMBALANCE  # another phase would have room for it
         else:
             f[c + _F_FR] = _R_SHORTAGE
@@ -265,11 +270,7 @@ def commit(self, count):
         x = 0  # the largest measured phase current (none: no car, offline)
         a = f[n + i * _B + _F_ST]
         if 1 < a != 6:
-            x = w[_S_C]
-            a = w[_S_C + 1]
-            x = x if x > a else a
-            a = w[_S_C + 2]
-            x = x if x > a else a
+            x = max(w[_S_C], w[_S_C + 1], w[_S_C + 2])  # (allocates nothing)
         if h:  # released once followed (measured) or after the follow time
             a = w[_S_HOLDMS] = w[_S_HOLDMS] + dt
             if a >= _FOLLOW or x <= o + _TOL:
@@ -304,12 +305,9 @@ def commit(self, count):
                     if gm >> p & 1:
                         g[_G_SL + p] -= a - o
                 lim[i] = a
-                x = w[_S_C]  # the largest measured phase current (not offline: raised)
-                if x < w[_S_C + 1]:
-                    x = w[_S_C + 1]
-                if x < w[_S_C + 2]:
-                    x = w[_S_C + 2]
-                if x + _HR >= o:  # it used the old limit: let it ramp first
+                # it used the old limit (its largest phase current; not offline:
+                # raised): let it ramp first
+                if max(w[_S_C], w[_S_C + 1], w[_S_C + 2]) + _HR >= o:
                     w[_S_SET] = 0
         if k == _K_CAND:
             if w[_S_AL]:
@@ -326,11 +324,9 @@ def commit(self, count):
                     pau[i] = 1
                     pms[i] = 0
                     f[c + _F_STOP] = f[c + _F_RUN]
-                    if w[_S_IDLE] >= _IDLE_MS:
-                        f[c + _F_IDLEP] = 1
+                    a = f[c + _F_IDLEP] = w[_S_IDLE] >= _IDLE_MS
+                    if a:
                         a = f[c + _F_WK]
                         f[c + _F_WK] = a + 1 if a < 4 else 4
-                    else:
-                        f[c + _F_IDLEP] = 0
                 f[c + _F_RUN] = w[_S_RUNMS] = 0
                 rsn[i] = f[c + _F_FR]

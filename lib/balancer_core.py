@@ -43,6 +43,7 @@ _G_BUD = const(24)  # budget, u
 _G_EVB = const(27)  # capped by max_total_evse_current
 _G_FIXD = const(33)  # fixed shares, u
 _G_EV = const(36)  # measured EVSE currents
+_G_EVP = const(39)  # the same at the last grid reading
 _G_BST = const(42)  # start window: room to keep free, u
 _G_PK = const(48)
 _S_FL = const(0)
@@ -81,7 +82,8 @@ _B = const(17)
 _BL = const(24000)  # start window 120 s in 5 buckets
 _HR = const(500)  # headroom
 _SETTLE = const(10000)
-_IDLE_MS = const(120000)
+_IDLE_MS = const(30000)
+_WAKEUP = const(30000)  # grace after a start: idle counts from -_WAKEUP
 _WAKE = const(900000)
 _IDLE_MA = const(1000)
 _DET_MIN = const(1500)
@@ -114,6 +116,7 @@ def prepare(self, t):
     g[_G_TOK] = 1
     g[_G_T] = t
     g[_G_DT] = dt
+    nw = g[_G_M + 1]  # a new grid (or consumption) reading since the last cycle
     for m in range(_G_M, _G_M + 8, 4):  # meter ages: grid, production
         a = g[m + 3] + dt
         a = a if a < _SAT else _SAT
@@ -147,8 +150,7 @@ def prepare(self, t):
         c0 = w[_S_C]
         c1 = w[_S_C + 1]
         c2 = w[_S_C + 2]
-        mx = c0 if c0 > c1 else c1
-        mx = 0 if st == 6 else (mx if mx > c2 else c2)
+        mx = 0 if st == 6 else max(c0, c1, c2)
         # phases in use: configured, plus any detected while charging (a car
         # drawing on a phase uses it, whatever the configuration says)
         em = f[c + _F_PH]
@@ -181,9 +183,13 @@ def prepare(self, t):
             rsn[i] = _R_DIS_NOLIMIT
             f[c + _F_RUN] = pau[i] = 0
             continue
-        if st != 6:
-            for k in range(3):
-                g[_G_EV + ((k + r) % 3 if r < 3 else (r - k) % 3)] += w[_S_C + k]
+        # measured EVSE currents (not other load); an offline EVSE whose share is
+        # still held: its last reading, up to that share (its draw is in the grid
+        # reading, the share is reserved: not twice)
+        a = _BIG if st != 6 else (lim[i] if w[_S_OFF] + dt < to else 0)
+        for k in range(3):
+            v = w[_S_C + k]
+            g[_G_EV + ((k + r) % 3 if r < 3 else (r - k) % 3)] += v if v < a else a
         if not en or st >= 5 or f[c + _F_OVR] & 1:  # (OVR_OFF)
             v = 0
             k = _R_DISABLED
@@ -252,7 +258,8 @@ def prepare(self, t):
             else:
                 w[_S_IDLE] = f[c + _F_WK] = 0
         else:
-            w[_S_SET] = w[_S_IDLE] = f[c + _F_REL] = 0
+            w[_S_SET] = f[c + _F_REL] = 0
+            w[_S_IDLE] = -_WAKEUP  # a car needs a while to start drawing
             w[_S_MF] = mx
         w[_S_DCAP] = d
         w[_S_CP] = cp
@@ -278,8 +285,26 @@ def prepare(self, t):
         o = 0
         if fs:
             o = g[_G_OTH + p]
+        elif not nw:  # no new reading: the last estimate (a stale grid reading
+            o = g[_G_OTH + p]  # minus fresh EVSE currents would be a phantom)
         elif mode == 3:  # METER_GRID
-            o = g[_G_MV + p] - g[_G_EV + p]
+            # the grid was read between the EVSE readings of the last cycle and
+            # of this one: the other load lies between grid - this cycle's EVSE
+            # currents and grid - the last cycle's. The last estimate, moved into
+            # that range: a car ramping is no change of the other load (no
+            # phantom dips); a change the range cannot explain moves it at once.
+            # A reading over max_total_current is not explained away by a ramp:
+            # it is paired with this cycle's EVSE currents (read nearest to it)
+            a = g[_G_EV + p]
+            v = a - g[_G_EVP + p]  # the EVSE currents' move (signed)
+            g[_G_EVP + p] = a
+            o = g[_G_MV + p] - a
+            if o + a <= self.max_total_current:
+                x = o + v if v < 0 else o
+                o += v if v > 0 else 0
+                v = g[_G_OTH + p]
+                o = v if v < o else o
+                o = x if x > o else o
         elif mode == 1:  # METER_CONSUMPTION
             o = g[_G_MV + p]
         g[_G_OTH + p] = o
@@ -334,7 +359,10 @@ def prepare(self, t):
                 v = f[c + _F_WK]
                 k = 3 if a >= _WAKE << (v - 1 if v > 1 else 0) else 5
             else:
-                k = 1 if a >= r else 3
+                k = 3
+                if a >= r:  # its turn: ahead of long-running cars with more energy
+                    k = 2
+                    a = 1 - w[_S_E]  # (ahead at equal energy)
             w[_S_K2] = -a
         w[_S_K1] = w[_S_PRIO] * 8 + k
     for j in range(1, n):  # insertion sort: last cycle's order is nearly right

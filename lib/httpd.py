@@ -6,7 +6,8 @@
 #   buffers (bytearray(max_head), allocated once in Server()); one more gets
 #   503 "too many connections" and is closed;
 # - request line + headers are read with readinto into that buffer, never with
-#   readline: more than max_head bytes -> 413 "request header too large";
+#   readline: more than max_head bytes or 32 header lines -> 413 "request
+#   header too large";
 # - the body (Content-Length only, at most max_body) is read into one
 #   bytearray of exactly that size; head and body must arrive within
 #   read_timeout_ms of the accept, else the connection is dropped (stats:
@@ -24,7 +25,8 @@
 #   exception up to there is still a normal error reply (an empty generator is
 #   a 500); one raised later just closes the connection (logged), the client
 #   gets a truncated document;
-# - obj a File: the file, read through the connection's head buffer.
+# - obj a File: the file, read through the connection's head buffer (a gzip
+#   one: with an ETag, and a 304 without body when If-None-Match is that).
 #
 # RAM: MicroPython keeps a loaded .mpy's code on the heap (tools/bench/modmem.py
 # measures it, ~6.5 KB here): every function or class costs ~100-250 bytes
@@ -44,7 +46,7 @@ import json
 # error replies, "|"-separated: _read and _conn refer to them by
 # status << 4 | index
 _TEXTS = (
-    "400 Bad Request\n401 Unauthorized\n403 Forbidden\n404 Not Found\n405 Method Not Allowed\n"
+    "304 Not Modified\n400 Bad Request\n401 Unauthorized\n403 Forbidden\n404 Not Found\n405 Method Not Allowed\n"
     "411 Length Required\n413 Payload Too Large\n429 Too Many Requests\n500 Internal Server Error\n"
     "502 Bad Gateway\n503 Service Unavailable\n507 Insufficient Storage\n"
     "|bad request|request header too large|method not allowed|bad percent-encoding|length required"
@@ -62,12 +64,16 @@ class HTTPError(Exception):
 
 
 class File:
-    # a reply body streamed from a file in buffer-sized chunks (static assets)
-    def __init__(self, path, content_type, gzip=False, max_age=3600):
+    # a reply body streamed from a file in buffer-sized chunks (static assets).
+    # gzip: the file is gzip data, sent as Content-Encoding: gzip with its
+    # trailer (CRC-32 and size of the content) as ETag; match: the request's
+    # If-None-Match, a 304 without body when it is that ETag
+    def __init__(self, path, content_type, gzip=False, max_age=3600, match=None):
         self.path = path
         self.content_type = content_type
         self.gzip = gzip
         self.max_age = max_age
+        self.match = match
 
 
 class Request:
@@ -193,14 +199,42 @@ class Server:
             self._pool.append(bytearray(max_head))
         self._tasks = []
         self._srv = None
+        self._closing = False
+        self._waiting = 0  # a connection is waiting for a buffer being released
         # counters: requests handed to the handler, 4xx replies made by the
-        # server itself, 503 "too many connections", slow clients dropped
-        self.requests = self.errors = self.refused = self.timeouts = 0
+        # server itself, 503 "too many connections", slow clients dropped,
+        # accept loops started again
+        self.requests = self.errors = self.refused = self.timeouts = self.restarts = 0
 
     async def start(self, host, port):
         self._srv = await asyncio.start_server(self._conn, host, port)
+        asyncio.create_task(self._watch(host, port))
+
+    async def _watch(self, host, port):
+        # asyncio's accept loop (start_server) ends for good when it cannot
+        # allocate a new connection's objects (MemoryError on a full heap):
+        # then the server would never accept again. Start a new one; the old
+        # listening socket is closed by its finaliser at the next collection,
+        # until then binding the port fails and is tried again.
+        while True:
+            try:
+                await self._srv.wait_closed()
+            except BaseException:  # how the loop ended (MemoryError, a cancel)
+                pass
+            if self._closing:
+                return
+            self._srv = None  # the old loop, its task and socket: garbage now
+            while True:
+                await asyncio.sleep_ms(100)
+                try:
+                    self._srv = await asyncio.start_server(self._conn, host, port)
+                    self.restarts += 1
+                    break
+                except Exception:  # OSError (port still held), MemoryError
+                    pass
 
     async def close(self):
+        self._closing = True
         if self._srv:
             self._srv.close()
             await self._srv.wait_closed()
@@ -222,6 +256,18 @@ class Server:
                 self._free -= 1
             except MemoryError:
                 why = 10  # out of memory: say so, it is not the connection cap
+        if buf is None and not self._waiting:
+            # a client that reconnects at once may find its last connection
+            # still closing: its buffer is back within a few ms (50 ms at most).
+            # One connection waits so; in a flood the others are refused at once
+            # (each waiting one holds its objects on the heap)
+            self._waiting = 1
+            for _ in range(10):
+                await asyncio.sleep_ms(5)
+                if self._pool:
+                    buf = self._pool.pop()
+                    break
+            self._waiting = 0
         task = asyncio.current_task()
         self._tasks.append(task)
         fh = hdrs = b = None
@@ -279,12 +325,26 @@ class Server:
                 try:
                     fh = open(obj.path, "rb")
                     n = fh.seek(0, 2)
+                    k = None
+                    if obj.gzip:
+                        fh.seek(n - 8)
+                        k = '"%x"' % int.from_bytes(fh.read(8), "big")
                     fh.seek(0)
                     a = obj.content_type
                     x = "Cache-Control: max-age=%d\r\n" % obj.max_age
-                    if obj.gzip:
-                        x += "Content-Encoding: gzip\r\n"
-                except OSError:
+                    if k:
+                        x += "Content-Encoding: gzip\r\nETag: %s\r\n" % k
+                        if k == obj.match:  # 304: no body, no Content-Length
+                            status = 304
+                            fh.close()
+                            fh = None
+                            obj = 0
+                            b = ""
+                            n = -1
+                except OSError:  # no such file (or one too short for a gzip trailer)
+                    if fh:
+                        fh.close()
+                        fh = None
                     status = 404
                     obj = "not found"
                     hdrs = None
@@ -330,7 +390,8 @@ class Server:
         except asyncio.TimeoutError:
             self.timeouts += 1
         except Exception as e:  # a dead peer (OSError) or worse: drop this connection only
-            if not isinstance(e, OSError):
+            # (a full heap, MemoryError, is no bug: the connection just ends)
+            if not isinstance(e, (OSError, MemoryError)):
                 import sys
 
                 sys.print_exception(e)
@@ -370,7 +431,12 @@ class Server:
                 if k >= 0:
                     e = k + 2
         try:
-            method, path, qs, h = parse_head(str(mv[:e], "utf-8"))
+            k = str(mv[:e], "utf-8")
+            # at most 32 header lines: a head of hundreds of tiny headers
+            # needs a large header dict, which the heap may not have in one piece
+            if k.count("\n") > 34:
+                return 413 << 4 | 2  # request header too large
+            method, path, qs, h = parse_head(k)
         except ValueError:
             return 400 << 4 | 1  # bad request
         if method != "GET" and method != "POST":

@@ -44,19 +44,20 @@ def entries(regmap):
         yield 8000 + regmap[i], "" if k & 4 else kind, kind, regmap[i + 2], regmap[i + 3]
 
 
-# Register addresses the firmware uses by name.
-VENDOR_ID = const(8000)
-PRODUCT_VERSION = const(8004)
-SERIAL = const(8008)
-NAME = const(8016)
-PHASES = const(8044)
-ENERGY = const(8058)
-POWER = const(8062)
-CURRENT_L1 = const(8064)
-CP_STATE = const(8092)
-CUR_LIMIT = const(8093)
-ENABLE = const(8094)
-RELAY_SELECT = const(8087)
+# Register addresses used by name (private: a public name costs heap; modules
+# that need one keep their own _NAME = const(...)).
+_VENDOR_ID = const(8000)
+_PRODUCT_VERSION = const(8004)
+_SERIAL = const(8008)
+_NAME = const(8016)
+_PHASES = const(8044)
+_ENERGY = const(8058)
+_POWER = const(8062)
+_CURRENT_L1 = const(8064)
+_CP_STATE = const(8092)
+_CUR_LIMIT = const(8093)
+_ENABLE = const(8094)
+_RELAY_SELECT = const(8087)
 
 _WIDTH = {"": 1, "d": 2, "q": 4}
 _LIMITS = {"": (-0x8000, 0xFFFF), "d": (-0x80000000, 0xFFFFFFFF), "q": (-(1 << 63), (1 << 64) - 1)}
@@ -112,7 +113,13 @@ def decode(buf, off, kind, regs):
         i = off
         while i < end and buf[i]:
             i += 1
-        return bytes(buf[off:i]).decode()
+        # ASCII by the register map; a byte >= 128 (noise, a foreign device)
+        # shows as "?" rather than failing the whole read with UnicodeError
+        b = bytearray(buf[off:i])
+        for i in range(len(b)):
+            if b[i] > 127:
+                b[i] = 63
+        return str(b, "utf-8")
     v = 0
     for i in range(off, off + 2 * _WIDTH[kind]):
         v = (v << 8) | buf[i]

@@ -48,15 +48,15 @@ udur (seconds; the undercut duration, see `gate`)
 """
 from micropython import const
 
-MODE_ABS = const(0)
-MODE_REL = const(1)
-MODE_SOLAR = const(2)
-MODE_SOLAR_REL = const(3)
-MODE_SOLAR_MINUS = const(4)
-MODE_SOLAR_ONLY = const(5)
+_MODE_ABS = const(0)
+_MODE_REL = const(1)
+_MODE_SOLAR = const(2)
+_MODE_SOLAR_REL = const(3)
+_MODE_SOLAR_MINUS = const(4)
+_MODE_SOLAR_ONLY = const(5)
 
-NONE_APPLIES = const(-1)  # select(): active rules exist, none applies -> 0 mA
-NO_RULES = const(-2)  # select(): no active rule -> no effect
+_NONE_APPLIES = const(-1)  # select(): active rules exist, none applies -> 0 mA
+_NO_RULES = const(-2)  # select(): no active rule -> no effect
 
 _DAY = const(1440)
 
@@ -90,9 +90,9 @@ def applies(rule, weekday, minute):
 
 
 def select(rules, weekday, minute):
-    """Index of the first active rule that applies, NONE_APPLIES or NO_RULES."""
+    """Index of the first active rule that applies, _NONE_APPLIES or _NO_RULES."""
     if not rules:
-        return NO_RULES
+        return _NO_RULES
     seen = False
     for k in range(len(rules)):
         r = rules[k]
@@ -101,31 +101,31 @@ def select(rules, weekday, minute):
         seen = True
         if applies(r, weekday, minute):
             return k
-    return NONE_APPLIES if seen else NO_RULES
+    return _NONE_APPLIES if seen else _NO_RULES
 
 
 def is_solar(rule):
-    return rule.get("mode", 0) >= MODE_SOLAR
+    return rule.get("mode", 0) >= _MODE_SOLAR
 
 
 def needs_share(rule):
     """Mode 1 needs the balancer's share; the balancer evaluates it in a second pass."""
-    return rule.get("mode", 0) == MODE_REL
+    return rule.get("mode", 0) == _MODE_REL
 
 
 def current(rule, share, surplus, min_cur):
     """The rule's current in mA per phase (>= 0); see the module docstring."""
     m = rule.get("mode", 0)
     c = rule.get("current", 0)
-    if m == MODE_ABS:
+    if m == _MODE_ABS:
         v = c
-    elif m == MODE_REL:
+    elif m == _MODE_REL:
         v = share + c
-    elif m == MODE_SOLAR:
+    elif m == _MODE_SOLAR:
         v = surplus if surplus > min_cur else min_cur
-    elif m == MODE_SOLAR_REL:
+    elif m == _MODE_SOLAR_REL:
         v = surplus + c
-    elif m == MODE_SOLAR_MINUS:
+    elif m == _MODE_SOLAR_MINUS:
         v = surplus - c
     else:
         v = surplus
@@ -136,7 +136,7 @@ def sufficient(rule, c, surplus, min_cur):
     """Is result c enough to charge (>= min, and for solar rules surplus >= `solar`)?"""
     if c < min_cur:
         return False
-    if rule.get("mode", 0) >= MODE_SOLAR:
+    if rule.get("mode", 0) >= _MODE_SOLAR:
         s = rule.get("solar", 0)
         if s > 0 and surplus < s:
             return False
@@ -148,9 +148,9 @@ def evaluate(rules, weekday, minute, share, surplus, min_cur=0):
 
     udur is not applied here (it needs history: see `gate`)."""
     k = select(rules, weekday, minute)
-    if k == NO_RULES:
+    if k == _NO_RULES:
         return -1
-    if k == NONE_APPLIES:
+    if k == _NONE_APPLIES:
         return 0
     return current(rules[k], share, surplus, min_cur)
 

@@ -26,19 +26,28 @@ limit after a delay of 0..1 s at 8..15 A/s (within IEC 61851's 5 s); a limit bel
 
 Metrics per run
   over      over-limit samples: 1-s samples in which a grid phase is above
-            max_total_current although the controller has had a meter reading
-            showing it for >= GRACE s (cycle + the car's 5 s to follow + 1 s).
-            Excess the controller could not see yet (a spike during a meter
-            dropout, the seconds cars need to follow a lower limit) is not
-            counted here but in "worst".
-  worst     the largest over-limit episode, mA*s (every sample above the limit)
+            max_total_current because of EVSE current (above the fuse or above
+            what the house alone draws there, whichever is higher: a house load
+            that alone exceeds the fuse is no EVSE's doing) although the
+            controller has had a meter reading showing it for >= GRACE s (cycle
+            + the car's 5 s to follow + 1 s). Excess the controller could not
+            see yet (a spike during a meter dropout, the seconds cars need to
+            follow a lower limit) is not counted here but in "worst".
+  worst     the largest over-limit episode, mA*s (every such sample)
   energy    kWh delivered
   util      energy / energy of the optimal allocation: an oracle that knows the
-            true load and every car's true demand and phases and water-fills the
-            true budget every second (same minimums, 100 mA steps, priorities;
-            cars of equal priority that do not all fit take turns by least energy
-            so far, i.e. fluid fair sharing). > 100 % = more energy than fair
-            sharing allows (the energy-greedy strict-priority baseline does that).
+            true load and every car's true demand and water-fills the true budget
+            every second (same minimums, 100 mA steps, priorities; cars of equal
+            priority that do not all fit take turns by least energy so far, i.e.
+            fluid fair sharing), held to what binds every controller: while the
+            grid meter has been lost for > meter_timeout each car gets at most
+            failsafe_current (its minimum; API.md 9.5), and a car's phases are
+            the configured ones or, on an EVSE with used_phases 0, all three
+            until the car has drawn once (no controller can see a car's phases
+            before it draws). It does not pay for start/stop events: it starts a
+            car for the few seconds a cycling load leaves room. > 100 % = more
+            energy than fair sharing allows (the energy-greedy strict-priority
+            baseline does that).
   util_pm   the same against an oracle that also keeps the spec's pause_min_time
             (a car it stops stays stopped 300 s, running cars keep running first)
   ev/car/h  start/stop events per car per connected hour (the first start of a
@@ -48,9 +57,11 @@ Metrics per run
             energy per car (the literal metric: it also reflects how much each car
             could take). Sessions shorter than 30 min (two rotation turns) are left
             out: no policy that rotates in 15-min turns can serve them fairly.
-  react     cycles from a house-load step that overloads the written limits to
-            written limits that fit again: mean / max (number of such steps);
-            0 = corrected in the same cycle (the reading that shows the step)
+  react     cycles from the first grid reading that shows a house-load step
+            (>= 3 A) that overloads the written limits (as far as the cars want
+            them; over the fuse, or over the house alone where that is over it
+            already) to written limits that fit again: mean / max (number of
+            such steps); 0 = corrected in the same cycle
   us/cycle  CPython time of the strategy's step (our balance() plus inputs)
 """
 import argparse
@@ -67,6 +78,7 @@ for _d in ("lib", os.path.join("host_tests", "shim")):
         sys.path.insert(0, _p)
 
 import balancer  # noqa: E402
+import reasons  # noqa: E402
 
 ROTS = ((0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1), (1, 0, 2), (2, 1, 0))
 GRACE = 7  # s: cycle + 5 s car follow time (IEC 61851) + 1 s
@@ -267,7 +279,7 @@ class Ours:
         b.reserve_current = scn.reserve
         b.max_total_evse_current = scn.evse_cap
         b.meter_timeout_ms = meter_timeout * 1000
-        code = dict((balancer.reason_text(c), c) for c in range(23))
+        code = dict((reasons.reason_text(c), c) for c in range(23))
         self.fixed = (code["offline: share held"], code["disabled: min current"])  # fixed shares
         self.free = code["disabled: no limit"]  # unmanaged
 
@@ -472,6 +484,10 @@ class CarState:
         self.seen = []  # limits seen, for the response delay
         self.energy_opt = 0.0
         self.energy_opt2 = 0.0
+        # the oracles' knowledge of the car's phases: configured, or seen once it drew
+        self.emask = slot.used_phases or 7
+        self.known = self.known2 = bool(slot.used_phases)
+        self.gm_unknown = gmask_of(self.emask, slot.rot)
         self.opt2_on = False
         self.opt2_until = 0
         self.on = False
@@ -521,6 +537,8 @@ def simulate(scn, Strategy, seed=1, record=False, meter_timeout=10):
     energy_opt2 = 0.0
     react = []
     pending_step = None
+    unseen = False  # a house step not yet shown by a grid reading
+    lost = 0  # s the grid meter has not been readable
     ts_rec = {"grid": [[], [], []], "cars": [[] for _ in range(n)], "limit": [], "budget": []} if record else None
     prev_house = [scn.house[p][0] for p in range(3)]
     lim_total = scn.max_total
@@ -577,8 +595,8 @@ def simulate(scn, Strategy, seed=1, record=False, meter_timeout=10):
                         else int(rng.uniform(0, 30)) for k in range(3))
             evse.append((st, cur, int(cs.wh)))
         # over-limit accounting (true currents, this second)
-        for p in range(3):
-            x = true[p] - lim_total
+        for p in range(3):  # (what the house alone puts over the fuse is no EVSE's doing)
+            x = true[p] - (lim_total if hp[p] < lim_total else hp[p])
             if x > 0:
                 episode[p] += x
                 excess_total += x
@@ -593,8 +611,13 @@ def simulate(scn, Strategy, seed=1, record=False, meter_timeout=10):
         # a house step that overloads what is commanded (before the controller acts)
         step_up = any(scn.house[p][t] - prev_house[p] >= 3000 for p in range(3))
         prev_house = [scn.house[p][t] for p in range(3)]
-        if pending_step is None and step_up and commanded_over(occ, written, hp, lim_total, t):
-            pending_step = t
+        # (counted from the first grid reading that shows it: a step inside a meter
+        # dropout is seen by no controller before the meter is back)
+        unseen = unseen or step_up
+        if pending_step is None and unseen and grid is not None:
+            unseen = False
+            if commanded_over(occ, written, hp, lim_total, t):
+                pending_step = t
         # the controller
         c0 = time.perf_counter()
         lim = ctl.step(t, grid, evse)
@@ -611,7 +634,10 @@ def simulate(scn, Strategy, seed=1, record=False, meter_timeout=10):
             elif t - pending_step > 60:
                 react.append(t - pending_step)
                 pending_step = None
-        # oracle
+        # oracle (held to what any controller must respect: the minimum, the phases as
+        # far as they can be known, failsafe_current while the grid meter is lost)
+        lost = lost + 1 if drop[t] else 0
+        fs_cap = (MIN + 99) // 100 if lost > meter_timeout else 1 << 30
         bud = []
         for p in range(3):
             x = scn.max_total - scn.reserve - hp[p]
@@ -620,11 +646,13 @@ def simulate(scn, Strategy, seed=1, record=False, meter_timeout=10):
             bud.append(max(0, x) // 100)
         want = [(i, occ[i]) for i in range(n) if occ[i] is not None and occ[i].demand(t) > 0]
         want.sort(key=lambda w: (scn.slots[w[0]].prio, w[1].energy_opt, w[0]))  # fair: least served first
-        cars = [(cs.gm, MIN // 100, (min(cs.demand(t), scn.slots[i].max_cur) + 99) // 100, scn.slots[i].prio)
+        cars = [(cs.gm if cs.known else cs.gm_unknown, MIN // 100,
+                 min(fs_cap, (min(cs.demand(t), scn.slots[i].max_cur) + 99) // 100), scn.slots[i].prio)
                 for i, cs in want]
         al = waterfill(bud, cars)
         for k, (i, cs) in enumerate(want):
             d = min(al[k] * 100, cs.demand(t))
+            cs.known = cs.known or d > 0
             e = d * cs.nph * V / 1e6 / 3600.0
             cs.energy_opt += e
             energy_opt += e
@@ -632,13 +660,15 @@ def simulate(scn, Strategy, seed=1, record=False, meter_timeout=10):
         # stopped PAUSE_MIN s, running cars keep running first (no per-second rotation)
         want2 = [w for w in want if t >= w[1].opt2_until]
         want2.sort(key=lambda w: (scn.slots[w[0]].prio, not w[1].opt2_on, w[1].energy_opt2, w[0]))
-        cars2 = [(cs.gm, MIN // 100, (min(cs.demand(t), scn.slots[i].max_cur) + 99) // 100, scn.slots[i].prio)
+        cars2 = [(cs.gm if cs.known2 else cs.gm_unknown, MIN // 100,
+                  min(fs_cap, (min(cs.demand(t), scn.slots[i].max_cur) + 99) // 100), scn.slots[i].prio)
                  for i, cs in want2]
         al2 = waterfill(bud, cars2)
         on2 = set()
         for k, (i, cs) in enumerate(want2):
             if al2[k]:
                 on2.add(i)
+                cs.known2 = True
             e = min(al2[k] * 100, cs.demand(t)) * cs.nph * V / 1e6 / 3600.0
             cs.energy_opt2 += e
             energy_opt2 += e
@@ -689,7 +719,8 @@ def simulate(scn, Strategy, seed=1, record=False, meter_timeout=10):
 
 
 def commanded_over(occ, written, hp, lim_total, t):
-    """Would the written limits (as far as the cars want them) overload a phase?"""
+    """Would the written limits (as far as the cars want them) overload a phase?
+    (Over the fuse, or over the house alone where that is over the fuse already.)"""
     cmd = list(hp)
     for i, cs in enumerate(occ):
         if cs is not None and written[i] >= MIN:
@@ -697,7 +728,7 @@ def commanded_over(occ, written, hp, lim_total, t):
             for p in range(3):
                 if (cs.gm >> p) & 1:
                     cmd[p] += d
-    return any(cmd[p] > lim_total for p in range(3))
+    return any(cmd[p] > max(lim_total, hp[p]) for p in range(3))
 
 
 def jain(xs):

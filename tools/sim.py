@@ -1,6 +1,7 @@
 """`make sim`: the firmware under MicroPython against the simulated Power Brain bus.
 
-Serves http://127.0.0.1:8080/cnf (HTTP_PORT= / --http-port overrides). The
+Serves the web UI at http://127.0.0.1:8080/ and the API at /cnf (HTTP_PORT= /
+--http-port overrides). The
 simulated controller's flash lives in build/sim-flash, so settings survive
 restarts. Ctrl-C stops both processes.
 """
@@ -29,6 +30,7 @@ def main():
         sim.start()
         print("")
         print("pbctl simulation running")
+        print("  web UI:   http://127.0.0.1:%d/" % sim.http_port)
         print("  API:      http://127.0.0.1:%d/cnf?cmd=get_dev_info" % sim.http_port)
         print("  REPL:     not in the simulation (the firmware's stdin is this process); on a board: import pbctl")
         print("  admin:    user %s, password %s (simulation only)" % ADMIN)

@@ -2,7 +2,8 @@
 
 Wiring (3.3 V logic): UART2 TX GPIO17 -> DI, RX GPIO16 <- RO, GPIO4 -> DE and /RE
 (tied together), A/B to the Power Brain's Modbus terminals, 120 ohm
-termination at both ends of the bus. Status LED on GPIO2.
+termination at both ends of the bus. Status LED on GPIO2; the BOOT button
+(GPIO0) asks for safe mode while the LED is lit after reset (safemode.py).
 Built and tested against MicroPython v1.29 (mpy format 6.3).
 """
 from machine import UART, Pin
@@ -13,6 +14,8 @@ TX = 17
 RX = 16
 DE = 4
 LED = 2
+SAFE_PIN = 0  # the BOOT button: low while pressed
+WIFI = True  # station + setup access point + NTP (net.py, started by onboard.py)
 BAUD = 9600
 HTTP_HOST = "0.0.0.0"
 HTTP_PORT = 80
@@ -34,6 +37,10 @@ def de_pin():
 
 def led():
     return Pin(LED, Pin.OUT, value=0)
+
+
+def safe_pin():
+    return Pin(SAFE_PIN, Pin.IN, Pin.PULL_UP)
 
 
 def watchdog():

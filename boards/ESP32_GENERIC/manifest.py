@@ -12,7 +12,7 @@
 # `mpremote mip install` puts them), and a copy in / (where `make deploy` puts
 # them) shadows the frozen one. Either way one of the two is dead weight, and a
 # stale copy in / silently runs instead of the firmware's. With this firmware
-# put only /main.py on the board (its configuration, /pbctl.json, is written
+# put only /boot.py and /main.py on the board (its configuration, /pbctl.json, is written
 # by the firmware); `make deploy` and package.json are for stock MicroPython.
 # host_tests/test_esp32_build.py checks this file.
 import os
@@ -21,10 +21,11 @@ include("$(PORT_DIR)/boards/manifest.py")  # the port's own frozen modules (_boo
 require("aiorepl")  # the REPL as an asyncio task next to the controller
 
 module("board.py", base_path=".", opt=3)
-# Every module of lib/ and firmware/ (new ones too), except main.py: /main.py
-# stays a file on the board, run from source at boot, so that deleting it
-# (mpremote rm :main.py) is the way back to a plain REPL.
+# Every module of lib/ and firmware/ (new ones too), except boot.py and
+# main.py: they stay files on the board, run from source at boot (a frozen
+# boot.py or main.py would run instead of the files), so that deleting
+# /main.py (mpremote rm :main.py) is the way back to a plain REPL.
 for _dir in ("../../lib", "../../firmware"):
     for _name in sorted(os.listdir(_dir)):
-        if _name.endswith(".py") and _name != "main.py":
+        if _name.endswith(".py") and _name not in ("boot.py", "main.py"):
             module(_name, base_path=_dir, opt=3)

@@ -185,6 +185,54 @@ def test_overload_cut_on_the_wire_within_one_cycle(site):
         site.control(cmd="house", ma=0)
 
 
+def test_a_ramping_car_makes_no_limit_dip(site):
+    """The grid meter is read before the EVSEs in a poll round, so while a car
+    ramps up the grid reading and the EVSE currents are from different moments.
+    The balancer pairs them (the other load lies between the grid reading minus
+    the EVSE currents of the round before and of this round; the last estimate
+    stands inside that range): a car ramping to its limit changes no other
+    limit. On the wire: after E2's car is plugged, E1's limit only goes down
+    (its share) and E2's only up (its ramp), to 11 A each, with no dip on the
+    way, no overshoot over the fuse, and the fast overload path never fires."""
+    steady(site)
+    house = 10000  # L1: 32 - 10 = 22 A for two cars
+    e2 = SLAVES["E2"]
+    site.control(cmd="unplug", slave=e2)
+    site.control(cmd="house", ma=[house, 0, 0])
+    share = (MAX - house) // 2 // 100  # 0.1 A
+    try:
+        def alone():
+            st = sim_state(site)["evses"]
+            return st[str(SLAVES["E1"])]["current_ma"] == [16000] * 3 and st[str(e2)]["limit_da"] == 0
+        wait_for(alone, 15, "E1 alone at 16 A")
+        before = mark(site)
+        site.control(cmd="plug", slave=e2, car=CAR)
+        peak = [0]
+
+        def shared():
+            st = sim_state(site)
+            peak[0] = max(peak[0], st["meters"][str(GRID)]["current_ma"][0])
+            return all(st["evses"][str(s)]["current_ma"] == [share * 100] * 3 and
+                       st["evses"][str(s)]["limit_da"] == share for s in SLAVES.values())
+        wait_for(shared, 20, "both cars at %d mA" % (share * 100))
+        n = len(grid_reads(log(site, before)))
+        wait_for(lambda: len(grid_reads(log(site, before))) >= n + 3, 6, "three more cycles")
+        items = log(site, before)
+        w = {s: [x[3] for x in limit_writes(items, s)] for s in SLAVES.values()}
+        assert w[SLAVES["E1"]] == [share], w  # one cut to its share, nothing after
+        assert w[e2] == sorted(w[e2]) and w[e2][-1] == share and w[e2][0] * 100 >= MIN_MA, w
+        assert peak[0] <= MAX, peak
+        # no fast-path write: every write follows the EVSE reads of its round
+        for seq, t, slave, val in limit_writes(items):
+            reads = [i for i in items if i["seq"] < seq and i["fn"] == 3]
+            assert reads and reads[-1]["slave"] != GRID, (seq, slave, val, reads[-1:])
+        es = evses(site)
+        assert all(e["charging_cur"] == share * 100 for e in es.values()), es
+    finally:
+        site.control(cmd="house", ma=0)
+        site.control(cmd="plug", slave=e2, car=CAR)
+
+
 def test_grid_meter_loss_failsafe_and_recovery(site):
     """API.md §9.5: without the grid meter for meter_timeout every EVSE falls
     back to failsafe_current (-1: its min_charging_cur); with the meter back the

@@ -7,7 +7,8 @@ follow their limits, the grid meter sees house + cars) build the test sites. A
 helper module of its own so that the test modules compile from source within
 MicroPython's 96 KB test heap.
 """
-from balancer import Balancer, reason_text
+from balancer import Balancer
+from reasons import reason_text
 
 ROTS = ((0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1), (1, 0, 2), (2, 1, 0))  # phase_rotation
 

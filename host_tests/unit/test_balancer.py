@@ -4,6 +4,11 @@ import micropython
 import balancer
 from lbsite import ROTS, car, cyc, gmask, mk, sums, why
 
+# the balancer's / rules' private constants (const-folded away on MicroPython)
+METER_NONE = 0
+OVR_OFF = 1
+
+
 MIN = 60000
 
 
@@ -91,18 +96,21 @@ def test_pause_most_energy_within_priority_and_min_time():
 
 
 def test_start_margin_hysteresis():
-    b = mk(2, 12500)  # start margin 1000 mA (fixed)
+    b = mk(2, 13900)  # start margin 2000 mA (fixed); stop below the minimum
     car(b, 0, st=1)
     car(b, 1)
     cyc(b, 0)
-    assert b.limit[1] == 12500 // 100 * 100
+    assert b.limit[1] == 13900 // 100 * 100
     b.state[0] = 2
-    cyc(b, 1000)  # needs 6 A + 1 A margin next to the running car's 6 A: 13 A > 12.5 A
+    cyc(b, 1000)  # needs 6 A + 2 A margin next to the running car's 6 A: 14 A > 13.9 A
     assert b.limit[0] == 0 and b.paused[0] == 1
-    b.max_total_current = 13000
+    b.max_total_current = 14000
     cyc(b, 2000)
     cyc(b, 3000)
-    assert b.limit[0] == 6500 and b.limit[1] == 6500
+    assert b.limit[0] == 7000 and b.limit[1] == 7000
+    b.max_total_current = 12000  # running: both stay down to their minimums
+    cyc(b, 4000)
+    assert b.limit[0] == 6000 and b.limit[1] == 6000 and not b.paused[0]
 
 
 def test_rotation_gives_everyone_turns():
@@ -194,7 +202,7 @@ def test_failsafe_before_first_reading():
     car(b, 0)
     b.balance(0)
     assert b.failsafe and list(b.limit) == [6000]
-    b = mk(1, 32000, meter_mode=balancer.METER_NONE)
+    b = mk(1, 32000, meter_mode=METER_NONE)
     car(b, 0)
     b.balance(0)
     assert not b.failsafe and list(b.limit) == [16000]
@@ -236,7 +244,7 @@ def test_overrides():
     b = mk(2, 32000)
     car(b, 0)
     car(b, 1)
-    b.ovr[0] = balancer.OVR_OFF
+    b.ovr[0] = OVR_OFF
     b.mamps[1] = 9000
     cyc(b, 0)
     assert list(b.limit) == [0, 9000]
@@ -376,7 +384,7 @@ def test_steady_state_cycle_allocates_nothing():
 
 
 def test_idle_car_snoozed_when_its_minimum_blocks_another():
-    b = mk(2, 16000)  # idle 120 s, wake 900 s, settle 10 s (fixed)
+    b = mk(2, 16000)  # start grace 30 s + idle 30 s, wake 900 s, settle 10 s (fixed)
     car(b, 0, ph=1)
     car(b, 1)
     draw = [0, None]  # car 0 is full: it draws nothing
@@ -385,11 +393,15 @@ def test_idle_car_snoozed_when_its_minimum_blocks_another():
         cyc(b, t, draw=draw)
         t += 1000
     assert list(b.limit) == [6000, 10000] and why(b, 0) == "vehicle draw"
+    while t < 59000:  # it never drew since its start: 30 s grace + 30 s idle
+        cyc(b, t, draw=draw)
+        assert b.limit[0] == 6000
+        t += 1000
     while t <= 140000:
         cyc(b, t, draw=draw)
         t += 1000
     assert list(b.limit) == [0, 16000] and b.paused[0] and why(b, 0) == "paused: vehicle idle"
-    while t < 120000 + 900000:  # snoozed at 120 s; its next turn after wake_ms
+    while t < 60000 + 900000:  # snoozed at 60 s; its next turn after wake_ms
         cyc(b, t, draw=draw)
         assert b.limit[0] == 0
         t += 1000
@@ -398,7 +410,7 @@ def test_idle_car_snoozed_when_its_minimum_blocks_another():
         t += 1000
     assert b.limit[0] >= 6000 and b.paused[0] == 0  # a wake-up probe
     draw[0] = None  # this time it charges: it keeps its turn
-    while t < 120000 + 900000 + 200000:
+    while t < 60000 + 900000 + 200000:
         cyc(b, t, draw=draw)
         t += 1000
     assert list(b.limit) == [8000, 8000]

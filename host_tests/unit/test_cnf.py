@@ -3,7 +3,7 @@ import cnf
 
 COMMANDS = {
     "get_dev_info": "cmd_info", "get_params": "cmd_info", "sys_info": "cmd_sys", "modbus": "cmd_modbus",
-    "set_params": "config", "del_device": "config", "reset_device": "config",
+    "set_params": "config", "del_device": "cfgdel", "reset_device": "cfgdel",
     "accept_license": "cmd_admin", "change_admin_pwd": "cmd_admin", "set_diag_logging": "cmd_admin",
     "get_diag_log": "cmd_admin", "set_ajax_meter": "cmd_ajax", "set_ajax_evse": "cmd_ajax",
     "enter_rfid": "cmd_session", "override_device": "cmd_session", "soft_meter": "cmd_session",

@@ -1,8 +1,16 @@
 """Charging rules (API.md section 8): lib/rules.py and how the balancer applies
 them, on CPython and MicroPython."""
 import balancer
+import reasons
 import rules
 from lbsite import car, cyc, mk, why
+
+# the balancer's / rules' private constants (const-folded away on MicroPython)
+METER_CONSUMPTION = 1
+NONE_APPLIES = -1
+NO_RULES = -2
+OVR_IGN_USER_RULES = 4
+
 
 MON, TUE, FRI, SAT, SUN = 0, 1, 4, 5, 6
 ALL = 0x7F
@@ -49,14 +57,14 @@ def test_select_first_applying_active_rule():
 
 
 def test_none_applies_vs_no_active_rules():
-    assert rules.select(None, MON, 0) == rules.NO_RULES
-    assert rules.select([], MON, 0) == rules.NO_RULES
-    assert rules.select([R(days=1 << SUN)], MON, 0) == rules.NONE_APPLIES
+    assert rules.select(None, MON, 0) == NO_RULES
+    assert rules.select([], MON, 0) == NO_RULES
+    assert rules.select([R(days=1 << SUN)], MON, 0) == NONE_APPLIES
     assert rules.evaluate([R(days=1 << SUN)], MON, 0, 16000, 0) == 0  # rules exist: 0 mA
     assert rules.evaluate([], MON, 0, 16000, 0) == -1  # no effect
     # rules using expr / input / price_level are inactive until implemented
     inactive = [R(expr="x>1"), R(input="in1"), R(price_level=2), R(mode=9)]
-    assert rules.select(inactive, MON, 0) == rules.NO_RULES
+    assert rules.select(inactive, MON, 0) == NO_RULES
     assert not rules.active(R(enabled=False))
 
 
@@ -117,7 +125,7 @@ def test_gate_zero_udur_and_fresh_session():
 
 # ---- rules inside the balancer (lbsite: cars follow their limits, rotation 0) --------
 def test_reason_texts():
-    t = balancer.reason_text
+    t = reasons.reason_text
     assert t(0) == "" and t(1) == "no vehicle" and t(13) == "max_total_current L3"
     assert t(22) == "paused: vehicle idle" and t(23) == "rule 1" and t(33) == "rule 11+"
     assert t(34) == "rule 1 (solar)" and t(46) == "user rule 2" and t(66) == "user rule 11+ (solar)"
@@ -132,7 +140,7 @@ def test_rules_cap_and_reasons():
     cyc(b, 0)
     assert list(b.limit) == [10000, 13000]
     assert why(b, 0) == "rule 1" and why(b, 1) == "user rule 1"
-    b.ovr[1] = balancer.OVR_IGN_USER_RULES
+    b.ovr[1] = OVR_IGN_USER_RULES
     cyc(b, 1000)
     assert list(b.limit) == [10000, 16000]
     b.rules_e[0] = [{"days": 127, "mode": 0, "time": 0, "dur": 60, "current": 6000}]
@@ -156,7 +164,7 @@ def test_solar_rule_uses_grid_export():
 
 
 def test_solar_from_production_meter():
-    b = mk(1, 32000, solar_shift=0, meter_mode=balancer.METER_CONSUMPTION)
+    b = mk(1, 32000, solar_shift=0, meter_mode=METER_CONSUMPTION)
     car(b, 0, ph=1)
     b.rules_e[0] = [{"days": 127, "mode": 5}]
     b.set_production(4000, 4000, 4000, 0)

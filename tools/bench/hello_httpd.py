@@ -6,7 +6,7 @@ Usage: micropython -X heapsize=96k tools/bench/hello_httpd.py PORT [STATIC_DIR] 
 Routes (path /cnf, by cmd=):
   echo   -> {"method", "path", "query"}        mem   -> gc.mem_free() after gc.collect()
   post   -> {"query", "ctype", "len", "json", "ends": first and last 8 bytes of the body}
-  stats  -> the server's counters
+  stats  -> the server's counters        kill  -> ends asyncio's accept loop (httpd starts a new one)
   auth   -> [user, password] or 401 (own=1: with the challenge header given by the app)
   err    -> HTTPError(status=S (409), "conflict here", [("X-Why", "test")])
   crash  -> a plain exception (500)            sleep -> waits ms=N milliseconds, then "ok"
@@ -45,7 +45,11 @@ async def handler(req):
         return 200, gc.mem_free()
     if cmd == "stats":
         s = _server
-        return 200, {"requests": s.requests, "errors": s.errors, "refused": s.refused, "timeouts": s.timeouts}
+        return 200, {"requests": s.requests, "errors": s.errors, "refused": s.refused, "timeouts": s.timeouts,
+                     "restarts": s.restarts}
+    if cmd == "kill":  # end asyncio's accept loop, as a MemoryError in it would
+        _server._srv.task.cancel()
+        return 200, "ok"
     if cmd == "post":
         ct = req.headers.get("content-type", "")
         j = req.json() if ct.startswith("application/json") else None

@@ -1,6 +1,7 @@
 """Heap cost of each firmware module when loaded from .mpy (run under MicroPython).
 
     python tools/bench/modmem.py            # builds build/host, runs the probe
+    python tools/bench/modmem.py net led    # only these modules (e.g. the board-only ones)
 
 Names are interned once up front (the qstr pools are reported separately),
 so each figure is what importing that module costs on a warm heap: its
@@ -43,7 +44,7 @@ def main():
     from simrun import micropython_bin
 
     out = mpybuild.build(os.path.join(mpybuild.ROOT, "build", "host"), "HOST")
-    mods = [m for m in RESIDENT + ON_DEMAND if os.path.exists(os.path.join(out, m + ".mpy"))]
+    mods = [m for m in sys.argv[1:] or RESIDENT + ON_DEMAND if os.path.exists(os.path.join(out, m + ".mpy"))]
     env = dict(os.environ, MICROPYPATH=out + ":.frozen", PBCTL_FLASH="/tmp")
     r = subprocess.run([micropython_bin(), "-X", "heapsize=400k", "-c", PROBE % (mods,)], env=env,
                        capture_output=True, text=True)

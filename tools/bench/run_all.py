@@ -4,7 +4,7 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-BENCHES = ["modmem.py", "rtu_rtt.py", "http_bench.py", "fw_bench.py", "balancer_bench.py"]
+BENCHES = ["modmem.py", "rtu_rtt.py", "http_bench.py", "fw_bench.py", "balancer_bench.py", "boot_bench.py"]
 
 if __name__ == "__main__":
     failed = 0
