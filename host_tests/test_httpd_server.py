@@ -652,7 +652,13 @@ def test_zz_still_serving_and_no_leak(srv):
     assert srv.get_json("/cnf?cmd=echo&final=1")["query"]["final"] == "1"
     stats = srv.get_json("/cnf?cmd=stats")
     assert stats["refused"] >= 2 and stats["timeouts"] >= 1 and stats["errors"] >= 30, stats
-    mem = srv.get_json("/cnf?cmd=mem")
+    # connections of the abuse tests may still be ending (a slow client's read
+    # timeout is 3 s): what they hold comes back then; a leak does not
+    for _ in range(40):
+        mem = srv.get_json("/cnf?cmd=mem")
+        if mem >= srv.mem0 - 1024:
+            break
+        time.sleep(0.1)
     assert mem >= srv.mem0 - 1024, (srv.mem0, mem)
     log = "".join(srv.out)
     assert log.count("RuntimeError: boom") == 1, log  # only the deliberate crash was logged

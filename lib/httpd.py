@@ -198,46 +198,54 @@ class Server:
         for _ in range(prealloc):
             self._pool.append(bytearray(max_head))
         self._tasks = []
-        self._srv = None
-        self._closing = False
+        self._sock = self._task = None
         self._waiting = 0  # a connection is waiting for a buffer being released
         # counters: requests handed to the handler, 4xx replies made by the
         # server itself, 503 "too many connections", slow clients dropped,
-        # accept loops started again
-        self.requests = self.errors = self.refused = self.timeouts = self.restarts = 0
+        # connections dropped at accept (no heap for them)
+        self.requests = self.errors = self.refused = self.timeouts = self.dropped = 0
 
-    async def start(self, host, port):
-        self._srv = await asyncio.start_server(self._conn, host, port)
-        asyncio.create_task(self._watch(host, port))
+    async def start(self, host, port, backlog=8):
+        # asyncio.start_server's socket, with our own accept loop (_accept)
+        import socket
 
-    async def _watch(self, host, port):
-        # asyncio's accept loop (start_server) ends for good when it cannot
-        # allocate a new connection's objects (MemoryError on a full heap):
-        # then the server would never accept again. Start a new one; the old
-        # listening socket is closed by its finaliser at the next collection,
-        # until then binding the port fails and is tried again.
+        a = socket.getaddrinfo(host, port)[0][-1]
+        s = socket.socket()
+        s.setblocking(False)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(a)
+        s.listen(backlog)
+        self._sock = s
+        self._task = asyncio.create_task(self._accept(s))
+
+    def _accept(self, s):
+        # asyncio.start_server's accept loop, but one that a full heap cannot
+        # end: asyncio's task ends for good on a MemoryError while it sets up
+        # a connection (then nothing would ever accept again, and the listening
+        # socket, held by the dead task, keeps the port). Here that connection
+        # alone is dropped (counted). A generator, like asyncio's own: it waits
+        # for the socket through asyncio's I/O queue.
+        import sys
+
+        q = sys.modules["asyncio.core"]._io_queue
         while True:
+            yield q.queue_read(s)
+            k = None
             try:
-                await self._srv.wait_closed()
-            except BaseException:  # how the loop ended (MemoryError, a cancel)
-                pass
-            if self._closing:
-                return
-            self._srv = None  # the old loop, its task and socket: garbage now
-            while True:
-                await asyncio.sleep_ms(100)
-                try:
-                    self._srv = await asyncio.start_server(self._conn, host, port)
-                    self.restarts += 1
-                    break
-                except Exception:  # OSError (port still held), MemoryError
-                    pass
+                k, a = s.accept()
+                k.setblocking(False)
+                c = asyncio.StreamReader(k, {"peername": a})
+                asyncio.create_task(self._conn(c, c))
+            except Exception:  # MemoryError, or a peer already gone (OSError)
+                self.dropped += 1
+                if k:
+                    k.close()
 
     async def close(self):
-        self._closing = True
-        if self._srv:
-            self._srv.close()
-            await self._srv.wait_closed()
+        if self._task:
+            self._task.cancel()
+            self._sock.close()
+            self._task = None
         for t in self._tasks:
             t.cancel()
         for _ in range(50):  # their finally clauses run at once

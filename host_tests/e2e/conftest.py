@@ -7,15 +7,20 @@ import pytest
 from simrun import ADMIN, Sim
 
 
-@pytest.fixture(scope="module")
-def sim():
-    s = Sim()
+def running(**kw):
+    """A started Sim(**kw); stopped at the end, when its log must be clean."""
+    s = Sim(**kw)
     s.start()
     try:
         yield s
     finally:
         s.stop()
         assert_clean_log(s)
+
+
+@pytest.fixture(scope="module")
+def sim():
+    yield from running()
 
 
 def assert_clean_log(sim):

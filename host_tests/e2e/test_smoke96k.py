@@ -13,21 +13,15 @@ import time
 
 import pytest
 
-from conftest import assert_clean_log
-from simrun import ADMIN, Sim
+from conftest import running
+from simrun import ADMIN
 
 JSON = {"Content-Type": "application/json"}
 
 
 @pytest.fixture(scope="module")
 def sim96():
-    s = Sim(heap="96k")
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
-        assert_clean_log(s)
+    yield from running(heap="96k")
 
 
 def post(sim, query, body):

@@ -6,7 +6,8 @@ Usage: micropython -X heapsize=96k tools/bench/hello_httpd.py PORT [STATIC_DIR] 
 Routes (path /cnf, by cmd=):
   echo   -> {"method", "path", "query"}        mem   -> gc.mem_free() after gc.collect()
   post   -> {"query", "ctype", "len", "json", "ends": first and last 8 bytes of the body}
-  stats  -> the server's counters        kill  -> ends asyncio's accept loop (httpd starts a new one)
+  stats  -> the server's counters        nomem -> the next n=N connections meet a MemoryError while
+                                           the accept loop sets them up (asyncio.create_task fails)
   auth   -> [user, password] or 401 (own=1: with the challenge header given by the app)
   err    -> HTTPError(status=S (409), "conflict here", [("X-Why", "test")])
   crash  -> a plain exception (500)            sleep -> waits ms=N milliseconds, then "ok"
@@ -26,6 +27,17 @@ import httpd
 
 _server = None
 _static = None
+_nomem = [0]
+_create_task = asyncio.create_task
+
+
+def _task_or_nomem(coro):
+    # cmd=nomem: the accept loop's asyncio.create_task fails as on a full heap
+    if _nomem[0]:
+        _nomem[0] -= 1
+        coro.close()
+        raise MemoryError
+    return _create_task(coro)
 
 
 async def handler(req):
@@ -46,9 +58,9 @@ async def handler(req):
     if cmd == "stats":
         s = _server
         return 200, {"requests": s.requests, "errors": s.errors, "refused": s.refused, "timeouts": s.timeouts,
-                     "restarts": s.restarts}
-    if cmd == "kill":  # end asyncio's accept loop, as a MemoryError in it would
-        _server._srv.task.cancel()
+                     "dropped": s.dropped}
+    if cmd == "nomem":  # the next n=N connections cannot be set up: as on a full heap
+        _nomem[0] = int(req.query.get("n", "1"))
         return 200, "ok"
     if cmd == "post":
         ct = req.headers.get("content-type", "")
@@ -96,6 +108,7 @@ async def main(port, max_conns):
     _server = httpd.Server(None, max_conns=max_conns)  # handler set later, as in pbctl
     _server.handler = handler
     await _server.start("127.0.0.1", port)
+    asyncio.create_task = _task_or_nomem  # (only the accept loop creates tasks after this)
     print("READY", port)
     while True:
         await asyncio.sleep(3600)
