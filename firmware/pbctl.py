@@ -32,10 +32,6 @@ async def main():
     del start
     cnf.unload()
     gc.collect()
-    # collect after every 4 KB allocated, not only when the heap is full: the
-    # garbage goes while it is young, so new objects reuse the low holes and
-    # the free space stays in larger pieces for the next request's module
-    gc.threshold(4096)
     print("pbctl: serving http://%s:%d/cnf (heap free %d)" % (board.HTTP_HOST, board.HTTP_PORT, gc.mem_free()))
     while True:
         await asyncio.sleep(3600)

@@ -29,10 +29,15 @@ REFUSALS = {}
 def one(port, query):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
     t = time.perf_counter()
-    c.request("GET", "/cnf?" + query)
-    r = c.getresponse()
-    body = r.read()
-    c.close()
+    try:
+        c.request("GET", "/cnf?" + query)
+        r = c.getresponse()
+        body = r.read()
+    except ConnectionResetError:  # dropped at accept: no heap for the connection (httpd `dropped`)
+        REFUSALS["reset"] = REFUSALS.get("reset", 0) + 1
+        return None
+    finally:
+        c.close()
     if r.status == 503:
         REFUSALS[body] = REFUSALS.get(body, 0) + 1
         return None  # refused: over the connection cap, or no heap for the connection (counted)
@@ -67,7 +72,15 @@ def load(port, query, n, clients):
 
 
 def mem(sim):
-    return sim.get("cmd=sys_info")[1]["mem_free"]
+    for _ in range(20):  # a connection dropped or refused for lack of heap: ask again
+        try:
+            st, d = sim.get("cmd=sys_info")
+            if st == 200:
+                return d["mem_free"]
+        except (ConnectionError, http.client.HTTPException):
+            pass
+        time.sleep(0.05)
+    raise RuntimeError("sys_info not answered")
 
 
 def main(argv=None):
