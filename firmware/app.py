@@ -5,11 +5,9 @@ schema.like).
 Everything that changes the configuration (and loading it at boot) lives in
 config.py, which is loaded on demand: see cnf.py on RAM.
 """
-import sys
 import time
 
 import rtu
-from httpd import HTTPError
 
 VERSION = "0.1.0"
 AUTH_HDR = [("WWW-Authenticate", 'Basic realm="cnf"')]

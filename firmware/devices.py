@@ -14,8 +14,6 @@ master's own record for that slave id, for HTTP devices one of their own.
 common block, e.g. "cFos Power Brain,1.1,1.0.0,fcf5-c46d-310c" (8016s, 8003
 as major.minor, 8004/8005 as major.minor.build, 8008s).
 """
-import time
-
 from micropython import const
 
 import rtu

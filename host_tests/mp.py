@@ -1,5 +1,4 @@
 """How the host tests start the real MicroPython unix port."""
-import os
 import subprocess
 
 from simrun import ROOT, micropython_bin, micropython_env  # noqa: F401

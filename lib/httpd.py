@@ -2,9 +2,12 @@
 #
 # One request per connection (Connection: close), JSON replies, hard limits on
 # everything a client controls:
-# - at most max_conns connections at once, each with one of max_conns head
-#   buffers (bytearray(max_head), allocated once in Server()); one more gets
-#   503 "too many connections" and is closed;
+# - at most max_conns connections at once, each with a head buffer
+#   (bytearray(max_head): prealloc of them allocated once in Server() and
+#   kept, the others only while in use); one more gets 503 "too many
+#   connections" (or "out of memory" when no buffer fits the heap) and is
+#   closed; the server's own accept loop drops a connection whose objects do
+#   not fit the heap (counted: dropped) and goes on;
 # - request line + headers are read with readinto into that buffer, never with
 #   readline: more than max_head bytes or 32 header lines -> 413 "request
 #   header too large";

@@ -44,21 +44,6 @@ def entries(regmap):
         yield 8000 + regmap[i], "" if k & 4 else kind, kind, regmap[i + 2], regmap[i + 3]
 
 
-# Register addresses used by name (private: a public name costs heap; modules
-# that need one keep their own _NAME = const(...)).
-_VENDOR_ID = const(8000)
-_PRODUCT_VERSION = const(8004)
-_SERIAL = const(8008)
-_NAME = const(8016)
-_PHASES = const(8044)
-_ENERGY = const(8058)
-_POWER = const(8062)
-_CURRENT_L1 = const(8064)
-_CP_STATE = const(8092)
-_CUR_LIMIT = const(8093)
-_ENABLE = const(8094)
-_RELAY_SELECT = const(8087)
-
 _WIDTH = {"": 1, "d": 2, "q": 4}
 _LIMITS = {"": (-0x8000, 0xFFFF), "d": (-0x80000000, 0xFFFFFFFF), "q": (-(1 << 63), (1 << 64) - 1)}
 

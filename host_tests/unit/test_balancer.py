@@ -1,7 +1,6 @@
 """Load balancer (API.md section 9): lib/balancer.py, on CPython and MicroPython."""
 import micropython
 
-import balancer
 from lbsite import ROTS, car, cyc, gmask, mk, sums, why
 
 # the balancer's / rules' private constants (const-folded away on MicroPython)

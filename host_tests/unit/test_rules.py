@@ -1,6 +1,5 @@
 """Charging rules (API.md section 8): lib/rules.py and how the balancer applies
 them, on CPython and MicroPython."""
-import balancer
 import reasons
 import rules
 from lbsite import car, cyc, mk, why
