@@ -208,8 +208,10 @@ class Server:
         # connections dropped at accept (no heap for them)
         self.requests = self.errors = self.refused = self.timeouts = self.dropped = 0
 
-    async def start(self, host, port, backlog=8):
-        # asyncio.start_server's socket, with our own accept loop (_accept)
+    async def start(self, host, port, backlog=5):
+        # asyncio.start_server's socket (its backlog too: more connections
+        # waiting at once only raise the high-water mark of asyncio's I/O
+        # queue and of _tasks, which never shrink), with our own accept loop
         import socket
 
         a = socket.getaddrinfo(host, port)[0][-1]
