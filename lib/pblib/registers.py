@@ -45,7 +45,9 @@ def entries(regmap):
 
 
 _WIDTH = {"": 1, "d": 2, "q": 4}
-_LIMITS = {"": (-0x8000, 0xFFFF), "d": (-0x80000000, 0xFFFFFFFF), "q": (-(1 << 63), (1 << 64) - 1)}
+# what a write may hold: 16-bit -32768..65535 (two's complement, API.md §1); d and q are
+# signed (REGISTERS.md: read back as written, never as a different number)
+_LIMITS = {"": (-0x8000, 0xFFFF), "d": (-0x80000000, 0x7FFFFFFF), "q": (-(1 << 63), (1 << 63) - 1)}
 
 
 class CodecError(ValueError):
@@ -173,9 +175,17 @@ def runs(regmap):
 
 
 def parse_int(text):
-    """Decimal integer from a query value; CodecError("bad value") otherwise."""
+    """Decimal integer from a query value; a fraction is dropped toward zero
+    ("7.0" is 7: clients build values from floats, INTEGRATIONS.md §1);
+    CodecError("bad value") otherwise."""
     t = text.strip()
     s = t[1:] if t[:1] in "+-" else t
+    i = s.find(".")
+    if i >= 0:
+        if not s[i + 1 :].isdigit() and s[i + 1 :]:
+            raise CodecError("bad value")
+        t = t[: len(t) - len(s) + i]
+        s = s[:i]
     if not s or not s.isdigit() or len(s) > 20:
         raise CodecError("bad value")
     return int(t)

@@ -190,30 +190,34 @@ class Master:
         self._stats = {}
         self.trace = None  # callable(slave, "tx"/"rx", memoryview) for diagnostics
 
-    def stats(self, slave):
+    def stats(self, slave, fresh=False):
+        """The statistics record of a slave id (fresh: a new one from now on)."""
         s = self._stats.get(slave)
-        if s is None:
+        if s is None or fresh:
             s = self._stats[slave] = Stats()
         return s
 
-    async def read(self, slave, addr, count, prio=False):
+    # prio: the control loop's lane, ahead of every waiting normal request.
+    # quiet: a user's raw request: an exception reply is its answer, not a
+    # communication error (not counted); a fault of the bus is counted as any.
+    async def read(self, slave, addr, count, prio=False, quiet=False):
         """Function 03. Returns a memoryview of the 2*count data bytes."""
         if not 1 <= count <= MAX_READ:
             raise ValueError("bad count")
-        await self._run(slave, 3, addr, count, None, prio)
+        await self._run(slave, 3, addr, count, None, prio, quiet)
         return self._rxm[3 : 3 + 2 * count]
 
-    async def write1(self, slave, addr, value, prio=False):
+    async def write1(self, slave, addr, value, prio=False, quiet=False):
         """Function 06 with a 16-bit value (0..65535)."""
-        await self._run(slave, 6, addr, value & 0xFFFF, None, prio)
+        await self._run(slave, 6, addr, value & 0xFFFF, None, prio, quiet)
 
-    async def writen(self, slave, addr, data, prio=False):
+    async def writen(self, slave, addr, data, prio=False, quiet=False):
         """Function 16; data = big-endian register bytes (2..246 bytes)."""
         if not 2 <= len(data) <= 2 * MAX_WRITE or len(data) & 1:
             raise ValueError("bad count")
-        await self._run(slave, 16, addr, 0, data, prio)
+        await self._run(slave, 16, addr, 0, data, prio, quiet)
 
-    async def _run(self, slave, fn, addr, x, data, prio):
+    async def _run(self, slave, fn, addr, x, data, prio, quiet):
         # bus ownership: one transaction at a time, the prio lane first
         if prio:
             self._prio_waiting += 1
@@ -233,10 +237,14 @@ class Master:
                 if not kind:
                     st.err = False
                     return
+                if kind == EXCEPTION:
+                    if quiet:  # (a user's request the device refused: its answer, no fault of the bus)
+                        raise ModbusError(kind, self._rx[2])
+                    st.errors += 1
+                    st.last_err_ms = time.ticks_ms()
+                    break  # the device answered: asking again will not change it
                 st.errors += 1
                 st.last_err_ms = time.ticks_ms()
-                if kind == EXCEPTION:
-                    break  # the device answered: asking again will not change it
             st.err = True
             e = ModbusError(kind, self._rx[2] if kind == EXCEPTION else 0)
             st.last_error = e.args[0]
