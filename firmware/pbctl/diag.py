@@ -59,21 +59,25 @@ class Ring:
         self.put(b"\n")
 
     def lines(self):
-        """The logged lines, oldest first (a partly overwritten first line is dropped)."""
+        """The logged lines, oldest first (a partly overwritten first line is
+        dropped): a generator, a line at a time — the whole ring as a list
+        of strings would need several KB at once. Lines logged meanwhile are
+        left out; when the writer overtakes the reader, the rest is dropped."""
         size = self._size
         bs = self._bs
-        start = self._n - size if self._n > size else 0
-        out = []
+        end = self._n
+        start = end - size if end > size else 0
         line = bytearray()
         skip = start > 0
-        for k in range(start, self._n):
+        for k in range(start, end):
+            if self._n - size > k:
+                return  # overwritten while we read
             p = k % size
             c = self._bufs[p // bs][p % bs]
             if c == 10:
                 if line and not skip:
-                    out.append(line.decode())
+                    yield line.decode()
                 line = bytearray()
                 skip = False
             else:
                 line.append(c)
-        return out

@@ -10,19 +10,19 @@ import time
 def status(app):
     now = time.ticks_ms()
     ctl = app.control
-    p = app.params
+    p = app.site.params
     print("max_total_current %d mA, lb_enabled %s, cycle %d ms, %d cycles, heap free %s"
-          % (p["max_total_current"], p["lb_enabled"], ctl.cycle_ms if ctl else 0, ctl.cycles if ctl else 0,
+          % (p["max_total_current"], p["lb_enabled"], ctl.cycle_ms, ctl.cycles,
              _free()))
     print("%-4s %-16s %-5s %7s %7s %7s %7s  %s" % ("id", "name", "state", "L1 mA", "L2 mA", "L3 mA", "limit", "reason"))
-    for d in app.devices:
+    for d in app.site.devices:
         c = d.cur
         if d.is_evse:
-            import cmd_info
+            from pbctl.api import info
 
             st = str(d.state) + ("P" if d.paused else "")
             lim = str(d.limit)
-            why = cmd_info.reason(d.reason)
+            why = info.reason(d.reason)
         else:
             st, lim, why = "role" + str(d.cfg["role"]), "", ""
         err = " com_err: " + d.stats.last_error if d.stats.err else ""
@@ -39,13 +39,22 @@ def _free():
 
 
 def get(app, name=None):
-    return app.params if name is None else app.params[name]
+    return app.site.params if name is None else app.site.params[name]
 
 
 def set(app, **kw):
-    import config
+    """Validated and saved like set_params; the control task installs it at its
+    next pass (the REPL does not wait for it)."""
+    from pbctl import config
 
-    return config.apply_params(app, kw)
+    if app.lock.locked():
+        raise OSError("a configuration change is under way; try again")
+    ch = config.change_params(app.site, kw, app.max_evses)
+    if ch.evses() > app.control.slots():
+        raise ValueError("add EVSEs with cmd=set_params")
+    config.save(app.board.FLASH, ch)
+    app.control.install(ch)
+    return "ok"
 
 
 def log(app):

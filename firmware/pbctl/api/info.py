@@ -1,4 +1,4 @@
-"""get_dev_info and get_params (API.md §2–3). Loaded on demand.
+"""get_dev_info and get_params (API.md §2–3), sys_info. Loaded on demand.
 
 Objects are written as flat [key, value, key, value, ...] lists in the
 order of the vendor's sample, and replies are streamed (generators of JSON
@@ -8,11 +8,10 @@ get_dev_info string would need one large block of heap.
 import json
 import time
 
-import cnf
-import devices
-import reasons
+from pblib import reasons
 
-_VSN = {"vendorid": 52997}
+from pbctl import devices
+
 
 
 def dumps(v):
@@ -57,12 +56,16 @@ def info(dev, now):
                              "pause_time", time.ticks_diff(now, dev.pause_ms) // 1000 if dev.paused else 0,
                              "pause_min_time", c["pause_min_time"]])
         # beyond the vendor's sample: what the web UI shows
+        ov = 0  # INTEGRATIONS.md §1: bit 0 'C', bit 1 'E', bit 2 'U'; ov_cur only while a mamps cap holds
+        for f in dev.ov_flags:
+            ov |= 1 << "CEU".find(f)
         yield "," + members(["current_l1", cur[0], "current_l2", cur[1], "current_l3", cur[2],
-                             "charging_cur", dev.limit, "limit_reason", reason(dev.reason), "user", dev.user]) + "}"
+                             "charging_cur", dev.limit, "limit_reason", reason(dev.reason), "user", dev.user,
+                             "overrides", ov] + (["ov_cur", dev.ov_mamps] if dev.ov_mamps else [])) + "}"
     else:
         v = dev.voltage
         yield "," + members(["is_va", c["is_va"], "invert", c["invert"], "import", dev.energy,
-                             "export", dev.export, "power_w", dev.power])
+                             "export", dev.export, "power_w", dev.power, "power", dev.power])
         yield "," + members(["current_l1", cur[0], "current_l2", cur[1], "current_l3", cur[2],
                              "voltage_l1", v[0], "voltage_l2", v[1], "voltage_l3", v[2]])
         yield "," + members(["role", c["role"], "model", dev.model]) + "}"
@@ -70,17 +73,17 @@ def info(dev, now):
 
 def params(app):
     """The params object as pieces of JSON text (vendor's order, then ours)."""
-    p = app.params
+    p = app.site.params
     ctl = app.control
     yield "{" + members(["title", p["title"], "desc", p["desc"], "max_total_current", p["max_total_current"],
                          "reserve_current", p["reserve_current"], "overdraft_cur", p["overdraft_cur"],
                          "max_total_evse_current", p["max_total_evse_current"]])
-    yield "," + members(["cons_evse_power", ctl.cons_power if ctl else 0,
-                         "avail_evse_power", ctl.avail_power if ctl else 0, "lb_enabled", p["lb_enabled"],
+    yield "," + members(["cons_evse_power", ctl.cons_power,
+                         "avail_evse_power", ctl.avail_power, "lb_enabled", p["lb_enabled"],
                          "disable_policy", p["disable_policy"], "cycle_time", p["cycle_time"],
-                         "max_evses", app.MAX_EVSES, "shareware_mode", False, "version", app.VERSION])
-    yield "," + members(["time", int(time.time()), "vsn", _VSN, "ocpp_gateway_license_cnt", 0,
-                         "ocpp_gateway_licenses_used", 0])
+                         "max_evses", app.max_evses, "shareware_mode", False, "version", app.VERSION])
+    yield "," + members(["time", int(time.time()), "vsn", {"vendorid": 52997, "serialno": app.serial},
+                         "ocpp_gateway_license_cnt", 0, "ocpp_gateway_licenses_used", 0])
     # beyond the vendor's sample: the balancer's own settings
     yield "," + members(["meter_timeout", p["meter_timeout"], "failsafe_current", p["failsafe_current"],
                          "rotation_time", p["rotation_time"], "http_timeout", p["http_timeout"],
@@ -88,8 +91,6 @@ def params(app):
 
 
 async def get_dev_info(app, req):
-    if app.params["api_read_auth"]:
-        cnf.admin(app, req)
     return _dev_info(app)
 
 
@@ -102,7 +103,7 @@ def _dev_info(app):
         yield piece
     yield '},"devices":['
     sep = ""
-    for d in app.devices:
+    for d in app.site.devices:
         if sep:
             yield sep
         for piece in info(d, now):
@@ -113,21 +114,22 @@ def _dev_info(app):
 
 async def get_params(app, req):
     """params, the devices' configuration, dev_meta and max_total_evse_power in one object."""
-    if app.params["api_read_auth"]:
-        cnf.admin(app, req)
     return _params(app)
 
 
 def _params(app):
-    ctl = app.control
     for piece in params(app):
         yield piece
-    yield ',"max_total_evse_power":%d,"devices":[' % (ctl.max_evse_power if ctl else 0)
+    lic = app.site.license  # API.md §7
+    yield "," + members(["license_accepted", lic["accepted"], "allow_usage_stats", lic["allow_usage_stats"]])
+    yield ',"max_total_evse_power":%d,"devices":[' % app.control.max_evse_power
     sep = ""
-    for d in app.devices:
+    for d in app.site.devices:
         yield sep + '{"dev_type":%s,"dev_id":%s' % (dumps(d.dev_type), dumps(d.dev_id))
         part = []
         for k in d.cfg:  # a few members at a time: small blocks
+            if k == "fixed_rfid":
+                continue  # an RFID: never in a reply (API.md §3)
             part.append('"%s":%s' % (k, dumps(d.cfg[k])))
             if len(part) == 6:
                 yield "," + ",".join(part)
@@ -135,3 +137,27 @@ def _params(app):
         yield "," + ",".join(part) + "}" if part else "}"
         sep = ","
     yield '],"dev_meta":' + dumps(devices.DEV_META) + "}"
+
+
+async def sys_info(app, req):
+    """Heap and uptime figures for benchmarks and support; `mem_free` is
+    measured after a collection, with this module loaded."""
+    import gc
+    import sys
+
+    gc.collect()
+    return {
+        "mem_free": gc.mem_free(),
+        "mem_alloc": gc.mem_alloc(),
+        "uptime": time.ticks_diff(time.ticks_ms(), app.boot_ms) // 1000,
+        "requests": app.server.requests,
+        "cycles": app.control.cycles,
+        "cycle_ms": app.control.cycle_ms,
+        "control_oom": app.control.oom,
+        # the HTTP server's refusals: slots full, slow heads dropped for others, shed for the heap reserve
+        "http": {"refused": app.server.refused, "evicted": app.server.evicted, "shed": app.server.shed,
+                 "timeouts": app.server.timeouts, "dropped": app.server.dropped},
+        "modules": sorted(sys.modules),
+        # the integrations running: each one's status (connected, last error, counters)
+        "links": dict((k, v.status()) for k, v in app.links.items()),
+    }

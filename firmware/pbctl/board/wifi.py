@@ -1,7 +1,7 @@
 """WiFi on the board: station mode with the configured network, an access
 point for first setup, NTP time. Nothing here blocks the event loop for long.
 
-    n = net.Net({"ssid": "home", "password": "..."})   # credentials: a dict
+    n = wifi.Net({"ssid": "home", "password": "..."})   # credentials: a dict
     asyncio.create_task(n.run())
 
 - Station: WLAN.connect() returns at once on the ESP32; run() then polls
@@ -96,7 +96,7 @@ def save_creds(flash, ssid, password):
 def repl(app, ssid=None, password=None):
     """pbctl.wifi(): show the WiFi (never the station's password); with an
     ssid, store new credentials and connect with them now."""
-    import board
+    import pbboard as board
 
     n = getattr(app, "net", None)
     if ssid is not None:

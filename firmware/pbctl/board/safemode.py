@@ -17,7 +17,7 @@ In safe mode the LED stays on and the watchdog is never started (once
 running it cannot be stopped, not even from the REPL). Everything here
 catches its own errors: a full or broken flash means a normal start.
 
-    >>> import safemode
+    >>> from pbctl.board import safemode
     >>> safemode.enter()    # from the next reset on: safe mode until leave()
     >>> safemode.leave()    # and machine.reset(): the controller starts again
 """
@@ -33,7 +33,7 @@ reason = None  # why this boot is in safe mode; None: start the controller
 
 
 def _path(name):
-    import board
+    import pbboard as board
 
     return board.FLASH + name
 
@@ -41,7 +41,7 @@ def _path(name):
 def check():
     """Decide at boot (boot.py); returns the reason for safe mode or None."""
     global reason
-    import board
+    import pbboard as board
 
     led = board.led() if hasattr(board, "led") else None
     reason = _button(board, led) or _flag() or _count()
@@ -49,7 +49,7 @@ def check():
         led.value(1 if reason else 0)
     if reason:
         print("pbctl: safe mode (%s): the controller is not started. To start it: "
-              "import safemode; safemode.leave(); machine.reset()" % reason)
+              "from pbctl.board import safemode; safemode.leave(); machine.reset()" % reason)
     return reason
 
 

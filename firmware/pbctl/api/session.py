@@ -1,34 +1,43 @@
-"""Sessions: enter_rfid, override_device, soft_meter (API.md §5). Loaded on demand."""
+"""Sessions: enter_rfid, override_device, soft_meter (API.md §5). Loaded on demand.
+
+Who may do what is decided here (policy "u" in cnf.py's table): a user's
+PIN/RFID, or the admin. What changes is handed to the control task.
+"""
 import time
 
-from args import bad, int_param
-from cnf import admin, need
-from app import AUTH_HDR
-from httpd import HTTPError
+from pblib.httpd import HTTPError
+
+from pbctl.api.args import bad, int_param
+from pbctl.api.cnf import admin, need
 
 
-def _owner(app, rfid):
-    import auth  # (dropped again with this module after the request)
+def _owner(app, rfid, req):
+    from pbctl.api import auth  # (dropped again with this module after the request)
 
-    return auth.rfid_owner(app, rfid)
+    return auth.rfid_owner(app, rfid, req.client)  # a wrong one counts as a failed login
 
 
 def _evse(app, dev_id):
-    d = app.device(dev_id)
+    d = app.site.device(dev_id)
     if d is None or not d.is_evse:
         raise HTTPError(404, "unknown device")
     return d
 
 
-def authorize(app, evse, rfid):
-    """Start evse's session for the user owning PIN/RFID rfid."""
-    user, r = _owner(app, rfid)
+def rfid_user(app, evse, rfid, req):
+    """The user whose PIN/RFID rfid may start a session at evse (403 if none)."""
+    user, r = _owner(app, rfid, req)
     if user is None or not r["ac_auth"]:
         raise HTTPError(403, "unknown rfid")
     allowed = evse.cfg["users"]
     if (allowed and user["id"] not in allowed) or (user["dev_ids"] and evse.dev_id not in user["dev_ids"]):
         raise HTTPError(403, "rfid not allowed at this device")
-    evse.user = user["id"]
+    return user
+
+
+def authorize(app, evse, user):
+    """Hand the control task the session's user and its charging rules."""
+    return app.control.authorize(evse.dev_id, user["id"], user["charging_rules"])
 
 
 async def enter_rfid(app, req):
@@ -39,16 +48,15 @@ async def enter_rfid(app, req):
     else:
         # the EVSE with an EV present and no user yet; ties: the latest plugged in
         evse = None
-        for e in app.devices:
+        for e in app.site.devices:
             if e.is_evse and e.state in (2, 3, 4) and not e.user and (evse is None or time.ticks_diff(e.plug_ms, evse.plug_ms) > 0):
                 evse = e
         if evse is None:
-            if _owner(app, rfid)[0] is None:
+            if _owner(app, rfid, req)[0] is None:
                 raise HTTPError(403, "unknown rfid")
             raise HTTPError(404, "no vehicle waiting")
-    authorize(app, evse, rfid)
-    if app.control:
-        app.control.kick()
+    ctl = app.control
+    await ctl.settle(authorize(app, evse, rfid_user(app, evse, rfid, req)))
     return "ok"
 
 
@@ -65,35 +73,24 @@ async def override_device(app, req):
     by_admin = admin(app, req, True)
     user = r = None
     if q.get("rfid"):
-        user, r = _owner(app, q["rfid"])
+        user, r = _owner(app, q["rfid"], req)
         if user is None or (evse.user and evse.user != user["id"]):
             raise HTTPError(403, "unknown rfid")
         allowed = evse.cfg["users"]
         if allowed and user["id"] not in allowed:
             raise HTTPError(403, "rfid not allowed at this device")
     if ("E" in flags or "e" in flags) and not by_admin:
-        raise HTTPError(401, "authentication required", AUTH_HDR)
+        raise HTTPError(401, "authentication required")
     if ("U" in flags or "u" in flags) and user is None:
         raise HTTPError(403, "rfid required")
     stop = "C" in flags or "c" in flags
     if (stop or mamps is not None) and not by_admin:
         if user is None:
-            raise HTTPError(401, "authentication required", AUTH_HDR)
+            raise HTTPError(401, "authentication required")
         if stop and not r["ac_ovch"]:
             raise HTTPError(403, "rfid may not stop charging")
-    ov = evse.ov_flags
-    for f in flags:
-        u = f.upper()
-        if f == u:
-            if u not in ov:
-                ov += u
-        else:
-            ov = ov.replace(u, "")
-    evse.ov_flags = ov
-    if mamps is not None:
-        evse.ov_mamps = mamps
-    if app.control:
-        app.control.kick()
+    ctl = app.control
+    await ctl.settle(ctl.override(evse.dev_id, flags, mamps))
     return "ok"
 
 
@@ -101,13 +98,10 @@ async def soft_meter(app, req):
     """The old reading; with val (admin) it is set."""
     q = req.query
     evse = _evse(app, need(q, "dev_id"))
-    old = evse.energy if evse.rtu else evse.soft_wh  # the box's own meter when it has one
+    old = evse.soft_wh  # the estimate (what val sets; integrated for EVSEs without a meter)
     if "val" in q:
         admin(app, req)
-        wh = evse.soft_wh = int_param(q, "val", 0, 1 << 40)
-        evse.soft_mws = 0
-        evse.cfg["soft_meter"] = wh
-        import cfgsave
-
-        cfgsave.save(app)
+        wh = int_param(q, "val", 0, 1 << 40)
+        async with app.lock:  # (it changes the configuration's soft_meter)
+            await app.control.settle(app.control.energy(evse.dev_id, wh))
     return old

@@ -1,10 +1,10 @@
 """cmd=modbus: raw register access (API.md §1). Loaded on demand."""
 import json
 
-import registers
-import rtu
-from cnf import need
-from httpd import HTTPError
+from pblib import registers, rtu
+from pblib.httpd import HTTPError
+
+from pbctl.api.cnf import need
 
 # device name -> (Power Brain slave id, register map)
 DEVICES = {
@@ -26,9 +26,9 @@ async def modbus(app, req):
         raise HTTPError(400, "need read or write")
     try:
         if rd is not None:
-            return await _read(app.bus, q, slave, regmap, rd)
+            return await _read(app.control, q, slave, regmap, rd)
         # a write: admin, checked by cnf.py before this module was loaded
-        return await _write(app.bus, q, slave, regmap, wr)
+        return await _write(app.control, q, slave, regmap, wr)
     except registers.CodecError as e:
         raise HTTPError(400, e.args[0])
     except rtu.ModbusError as e:
@@ -36,11 +36,11 @@ async def modbus(app, req):
         raise HTTPError(503 if e.kind == rtu.TIMEOUT else 502, e.args[0])
 
 
-async def _read(bus, q, slave, regmap, rd):
+async def _read(ctl, q, slave, regmap, rd):
     if rd == "all":
         vals = {}
         for start, n in registers.runs(regmap):
-            data = await bus.read(slave, start, n)
+            data = await ctl.rtu_read(slave, start, n)
             for e in registers.entries(regmap):
                 if start <= e[0] < start + n:
                     vals[e[0]] = registers.decode(data, 2 * (e[0] - start), e[2], e[3])
@@ -52,7 +52,7 @@ async def _read(bus, q, slave, regmap, rd):
     count = 1 if c is None else registers.parse_int(c)
     if count < 1 or count * w > rtu.MAX_READ or addr + count * w > 0x10000:
         raise HTTPError(400, "bad count")
-    data = await bus.read(slave, addr, count * w)
+    data = await ctl.rtu_read(slave, addr, count * w)
     if c is None:
         return registers.decode(data, 0, kind, w)
     return [registers.decode(data, 2 * w * i, kind, w) for i in range(count)]
@@ -62,7 +62,7 @@ def _text(body):
     yield "{" + body + "}"
 
 
-async def _write(bus, q, slave, regmap, wr):
+async def _write(ctl, q, slave, regmap, wr):
     addr, kind = registers.parse_addr(wr)
     if "values" in q:
         if kind == "s":
@@ -80,8 +80,5 @@ async def _write(bus, q, slave, regmap, wr):
     data = bytearray(2 * regs)
     for i, v in enumerate(values):
         registers.encode(data, 2 * w * i, kind, w, v)
-    if regs == 1:
-        await bus.write1(slave, addr, (data[0] << 8) | data[1])
-    else:
-        await bus.writen(slave, addr, data)
+    await ctl.rtu_write(slave, addr, data)
     return "ok"

@@ -35,14 +35,14 @@ class Led:
         """The pattern for the controller's state at ticks_ms now."""
         app = self.app
         ctl = app.control
-        if ctl is None or not ctl.cycles:
+        if not ctl.cycles:
             return OFF  # before the first cycle nothing is known (the balancer starts in failsafe)
-        if time.ticks_diff(now, ctl.last_ok_ms) > 2 * app.params["cycle_time"] + 10000 or ctl.lb.failsafe:
+        if time.ticks_diff(now, ctl.last_ok_ms) > 2 * app.site.params["cycle_time"] + 10000 or ctl.lb.failsafe:
             return FAST
-        for d in app.devices:
+        for d in app.site.devices:
             if d.stats.err:
                 return FAST
-        n = getattr(app, "net", None)
+        n = app.net
         if n is not None and n.ap is not None and n.ap.active():
             return ON
         return SLOW

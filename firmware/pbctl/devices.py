@@ -1,4 +1,5 @@
-"""Device model: configured EVSEs and meters, their runtime state and polling.
+"""The device model: the site (configuration in force, devices, users) and
+each device's runtime state and polling.
 
 Kinds (dev_type → display name in `dev_meta`):
 - evse_powerbrain: Power Brain wallbox on the RS-485 bus (address "evse" =
@@ -6,17 +7,23 @@ Kinds (dev_type → display name in `dev_meta`):
 - meter_powerbrain: a Power Brain S0 meter ("meter1" = slave 2, "meter2" =
   slave 3, or "rtu:<id>").
 - evse_http / meter_http: values pushed by `set_ajax_evse` / `set_ajax_meter`
-  (cmd_ajax.py writes the fields below directly).
+  (Device.http_update, applied by the control task).
+
+Who changes what: the control task (control.py) is the only writer of the
+site and of every device's state — it installs configuration changes,
+applies readings and requests at one point of its cycle, polls and decides.
+Everyone else (the API, the integrations) only reads.
 
 Communication statistics are an `rtu.Stats` per device: for bus devices the
-master's own record for that slave id, for HTTP devices one of their own.
+master's own record for that slave id (attached by the control task when it
+installs the device), for HTTP devices one of their own.
 `model` is "name,device version,product version,serial" read once from the
 common block, e.g. "cFos Power Brain,1.1,1.0.0,fcf5-c46d-310c" (8016s, 8003
 as major.minor, 8004/8005 as major.minor.build, 8008s).
 """
 from micropython import const
 
-import rtu
+from pblib import rtu
 
 DEV_META = {
     "evse_powerbrain": "cFos Power Brain",
@@ -34,6 +41,12 @@ _CP_STATE = const(8092)  # cp_state, charging_cur_limit, charging_enable
 _OFFLINE = const(6)
 # EVSE state (API.md §2) from cp_state: 0→1, 1→2, 2→3, 3→4, 4/5→5
 _STATES = b"\x01\x02\x03\x04\x05\x05"
+_SOURCES = const(3)  # who may cap/disable an EVSE besides its overrides: 0 Modbus TCP, 1 MQTT, 2 OCPP
+
+
+def is_evse(dev_type):
+    """The one test of a device kind: EVSE or meter."""
+    return dev_type[:5] == "evse_"
 
 
 def slave_id(address, default):
@@ -46,6 +59,24 @@ def slave_id(address, default):
     if address == "":
         return default
     return None
+
+
+class Site:
+    """The configuration in force and the devices: replaced part by part by the
+    control task only (control.Control.install); read by everyone. (The users
+    are on flash: config.users().)"""
+
+    def __init__(self, params, devices, admin, license):
+        self.params = params  # dict (config.PARAMS)
+        self.devices = devices  # [Device], in configuration order
+        self.admin = admin  # the admin password's "salt$hash", "" when none is set
+        self.license = license  # {"accepted": bool, "allow_usage_stats": bool}
+
+    def device(self, dev_id):
+        for d in self.devices:
+            if d.dev_id == dev_id:
+                return d
+        return None
 
 
 def _word(d, i):
@@ -73,14 +104,13 @@ def _text(d, off, n):
 class Device:
     is_evse = False
 
-    def __init__(self, dev_type, dev_id, cfg, bus, now):
+    def __init__(self, dev_type, dev_id, cfg, now):
         self.dev_type = dev_type
         self.dev_id = dev_id
         self.cfg = cfg  # validated configuration (persisted)
         self.rtu = dev_type[-10:] == "powerbrain"
-        self.stats = bus.stats(self.slave()) if self.rtu and bus else rtu.Stats()
-        if self.stats.last_err_ms is None:
-            self.stats.last_err_ms = now
+        self.stats = rtu.Stats()  # a bus device gets its slave's record when installed
+        self.stats.last_err_ms = now
         self.model = ""
         self.voltage = [230, 230, 230]
         self.cur = [0, 0, 0]  # current per phase, mA (inverted if configured)
@@ -126,6 +156,26 @@ class Device:
             self.set_state(_STATES[cp] if cp < 6 else 5, now)
         self.updated(now)
 
+    def http_update(self, v, now):
+        """A reading of an HTTP input device (set_ajax_*, validated fields v);
+        applied by the control task."""
+        if "model" in v:
+            self.model = v["model"]
+        energy = "total_energy" if self.is_evse else "import_wh"
+        if energy in v:
+            self.energy = v[energy]
+        sign = -1 if self.cfg.get("invert") else 1
+        if "voltage" in v:
+            self.voltage[:] = v["voltage"]
+        if "current" in v:
+            for i in range(3):
+                self.cur[i] = sign * v["current"][i]
+        if "power_w" in v:
+            self.power = sign * v["power_w"]
+        elif "current" in v or "voltage" in v:
+            self.power = self.estimate_power()  # API.md §4: missing power_w = voltage × current
+        self.updated(now)
+
     def set_state(self, st, now):
         pass  # meters have no EVSE state
 
@@ -139,14 +189,21 @@ class Device:
 class Meter(Device):
     export = 0  # Wh; S0 meters count import only
 
+    def http_update(self, v, now):
+        if "export_wh" in v:
+            self.export = v["export_wh"]
+        if "is_va" in v:
+            self.cfg["is_va"] = v["is_va"]
+        super().http_update(v, now)
+
 
 class Evse(Device):
     # (resident: only what the control loop needs; what one command needs
     # lives in that command's module)
     is_evse = True
 
-    def __init__(self, dev_type, dev_id, cfg, bus, now):
-        super().__init__(dev_type, dev_id, cfg, bus, now)
+    def __init__(self, dev_type, dev_id, cfg, now):
+        super().__init__(dev_type, dev_id, cfg, now)
         self.state = _OFFLINE if self.rtu else 1
         self.dev_limit = -1  # charging_cur_limit read back from the box, mA
         self.dev_enable = -1  # charging_enable read back
@@ -161,10 +218,22 @@ class Evse(Device):
         self.plug_ms = now
         self.session_start = 0
         self.user = ""
+        self.user_rules = None  # the session's user's charging rules (from flash at authorisation)
         self.ov_flags = ""  # active override flags, subset of "CEU"
         self.ov_mamps = 0
+        # requests of the integrations (control.Control.cap/enable), by source:
+        # a cap in mA (0 none), charging allowed (1) or not (0)
+        self.caps = [0] * _SOURCES
+        self.enables = bytearray(b"\x01" * _SOURCES)
         self.soft_wh = cfg["soft_meter"]
         self.soft_mws = 0  # sub-Wh remainder, mW·ms
+
+    def http_update(self, v, now):
+        if "max_charging_current" in v:
+            self.max_http = v["max_charging_current"]
+        super().http_update(v, now)
+        if "state" in v:
+            self.set_state(v["state"], now)
 
     def set_state(self, st, now):
         self.state = st
@@ -177,9 +246,22 @@ class Evse(Device):
         elif self.plugged and not plugged:
             # unplugged: the session's user and overrides end (API.md §5)
             self.user = ""
+            self.user_rules = None
             self.ov_flags = ""
             self.ov_mamps = 0
         self.plugged = plugged
+
+    def cap(self):
+        """The smallest cap in force (override mamps, integrations), mA; 0 = none."""
+        c = self.ov_mamps
+        for x in self.caps:
+            if x and (not c or x < c):
+                c = x
+        return c
+
+    def disabled(self):
+        """Charging disabled by override C or by an integration."""
+        return "C" in self.ov_flags or min(self.enables) == 0
 
     def integrate(self, dt_ms):
         """HTTP EVSEs without an energy reading: integrate the power."""
@@ -194,5 +276,5 @@ class Evse(Device):
         return max(0, self.energy - self.session_start)
 
 
-def new_device(dev_type, dev_id, cfg, bus, now):
-    return (Evse if dev_type[:5] == "evse_" else Meter)(dev_type, dev_id, cfg, bus, now)
+def new_device(dev_type, dev_id, cfg, now):
+    return (Evse if is_evse(dev_type) else Meter)(dev_type, dev_id, cfg, now)

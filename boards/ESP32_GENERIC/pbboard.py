@@ -43,6 +43,17 @@ def safe_pin():
     return Pin(SAFE_PIN, Pin.IN, Pin.PULL_UP)
 
 
+def serial():
+    """This controller's serial number (params.vsn.serialno, INTEGRATIONS.md §1):
+    the chip's unique id (its factory MAC), "xxxx-xxxx-xxxx", hex."""
+    import binascii
+
+    import machine
+
+    h = binascii.hexlify(machine.unique_id()).decode()[-12:]
+    return "%s-%s-%s" % (h[0:4], h[4:8], h[8:12])
+
+
 def watchdog():
     """The hardware watchdog (10 s); pbctl feeds it only while the control loop is healthy."""
     from machine import WDT

@@ -49,3 +49,14 @@ def de_pin():
 
 def led():
     return None
+
+
+def serial():
+    """This controller's serial number (params.vsn.serialno, INTEGRATIONS.md §1):
+    on the host derived from the flash directory, so a simulated controller
+    keeps it across restarts; "xxxx-xxxx-xxxx", hex."""
+    import binascii
+    import hashlib
+
+    h = binascii.hexlify(hashlib.sha256(FLASH.encode()).digest()[:6]).decode()
+    return "%s-%s-%s" % (h[0:4], h[4:8], h[8:12])

@@ -1,4 +1,4 @@
-"""pbctl: start the controller (`run()`), and REPL helpers for a running one:
+"""pbctl: start the controller (`run(board)`), and REPL helpers for a running one:
 
     >>> import pbctl
     >>> pbctl.status()                 # devices, currents, limits and why
@@ -6,31 +6,41 @@
     >>> pbctl.set(max_total_current=25000)
     >>> pbctl.log()                    # the diagnostic ring (cmd=set_diag_logging)
     >>> pbctl.wifi("home", "password") # WiFi credentials (board); pbctl.wifi() shows the WiFi
+
+The package's parts (README, "Layout"): api/ (the /cnf API), config + store
+(the configuration), control + devices (the one owner of the limits and the
+device model), board/ (what runs only on a real board).
 """
 import asyncio
-import board
-import cnf
 
-app = None  # the running controller, for the REPL helpers
+controller = None  # the running controller (app.App), for the REPL helpers
 
 
-async def main():
-    global app
+async def main(board):
+    global controller
     import gc
+    import sys
+
+    from pbctl.api import cnf
 
     # every on-demand module once, first: their names are interned for good
     # while the heap is empty (qstr pools grow by doubling and need one
     # contiguous block); the holes their code leaves are filled by the
     # resident modules that load next
-    for name in cnf.ON_DEMAND:
+    base = tuple(sys.modules)
+    demand = ["pbctl.start"]  # the on-demand modules: these and what they import
+    for name in cnf.on_demand():
         __import__(name)
-        cnf.unload()
+        new = [k for k in sys.modules if k not in base]
+        cnf.unload(new)
         gc.collect()
-    import start  # the start-up code: on demand, its heap goes again once it ran
+        demand += [k for k in new if k not in demand]
+    demand = tuple(demand)
+    from pbctl import start  # on demand: its heap goes again once it ran
 
-    app = await start.start(board)
+    controller = app = await start.start(board, demand)
     del start
-    cnf.unload()
+    cnf.unload(app.demand)
     gc.collect()
     print("pbctl: serving http://%s:%d/cnf (heap free %d)" % (board.HTTP_HOST, board.HTTP_PORT, gc.mem_free()))
     while True:
@@ -38,12 +48,13 @@ async def main():
 
 
 def _repl(name, *a, **kw):
-    import repl
+    from pbctl import repl
+    from pbctl.api import cnf
 
     try:
-        return getattr(repl, name)(app, *a, **kw)
+        return getattr(repl, name)(controller, *a, **kw)
     finally:
-        cnf.unload()
+        cnf.unload(controller.demand)
 
 
 def status():
@@ -64,13 +75,13 @@ def log():
 
 def wifi(ssid=None, password=None):
     """Show the WiFi; wifi(ssid, password) stores new credentials ("" forgets them)."""
-    import net
+    from pbctl.board import wifi
 
-    net.repl(app, ssid, password)
+    wifi.repl(controller, ssid, password)
 
 
-def run():
+def run(board):
     try:
-        asyncio.run(main())
+        asyncio.run(main(board))
     except KeyboardInterrupt:
         print("pbctl: stopped")

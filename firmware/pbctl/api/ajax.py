@@ -4,11 +4,10 @@ Fields come from a JSON body (POST) or the query (GET form, lists as
 "231,232,233"). Every field is optional; all are validated before any is
 applied.
 """
-import time
+from pblib.httpd import HTTPError
 
-import args
-import cnf
-from httpd import HTTPError
+from pbctl.api import args
+from pbctl.api.cnf import need
 
 _METER = (("model", "s"), ("import_wh", "i"), ("export_wh", "i"), ("voltage", "l"), ("current", "l"),
           ("power_w", "i"), ("is_va", "b"))
@@ -20,6 +19,8 @@ _BIG = 1 << 40
 def _int(v, name, form):
     if form:
         return args.parse_int(v, name, -_BIG, _BIG)
+    if isinstance(v, float) and -_BIG <= v <= _BIG:
+        v = int(v)  # a JSON number with a fraction (clients send floats): toward zero, as query values
     if not isinstance(v, int) or isinstance(v, bool) or not -_BIG <= v <= _BIG:
         raise args.bad(name)
     return v
@@ -59,7 +60,7 @@ def fields(req, spec):
 
 
 def _device(app, req, dev_type):  # set_ajax_*: admin, checked by cnf.py
-    d = app.device(cnf.need(req.query, "dev_id"))
+    d = app.site.device(need(req.query, "dev_id"))
     if d is None:
         raise HTTPError(404, "unknown device")
     if d.dev_type != dev_type:
@@ -67,54 +68,26 @@ def _device(app, req, dev_type):  # set_ajax_*: admin, checked by cnf.py
     return d
 
 
-def _apply(d, v, energy):
-    """The fields both device kinds share: model, energy (under its key), voltage, current, power."""
-    if "model" in v:
-        d.model = v["model"]
-    if energy in v:
-        d.energy = v[energy]
-    sign = -1 if d.cfg.get("invert") else 1
-    if "voltage" in v:
-        d.voltage[:] = v["voltage"]
-    if "current" in v:
-        for i in range(3):
-            d.cur[i] = sign * v["current"][i]
-    if "power_w" in v:
-        d.power = sign * v["power_w"]
-    elif "current" in v or "voltage" in v:
-        d.power = d.estimate_power()  # API.md §4: missing power_w = voltage × current
-
-
 async def set_ajax_meter(app, req):
     d = _device(app, req, "meter_http")
-    v = fields(req, _METER)
-    _apply(d, v, "import_wh")
-    if "export_wh" in v:
-        d.export = v["export_wh"]
-    if "is_va" in v:
-        d.cfg["is_va"] = v["is_va"]
-    d.updated(time.ticks_ms())
+    ctl = app.control
+    await ctl.settle(ctl.reading(d, fields(req, _METER)))
     return "ok"
 
 
 async def set_ajax_evse(app, req):
+    """The reply is the controller's decision with this reading (the control
+    task's pass that applied it)."""
     d = _device(app, req, "evse_http")
     v = fields(req, _EVSE)
     if "state" in v and not 1 <= v["state"] <= 5:
         raise args.bad("state")
+    ctl = app.control
     if v.get("rfid"):
-        import cmd_session
+        from pbctl.api import session
 
-        cmd_session.authorize(app, d, v["rfid"])
-    now = time.ticks_ms()
-    _apply(d, v, "total_energy")
-    if "max_charging_current" in v:
-        d.max_http = v["max_charging_current"]
-    if "state" in v:
-        d.set_state(v["state"], now)
-    d.updated(now)
-    if app.control:
-        app.control.rebalance()
+        session.authorize(app, d, session.rfid_user(app, d, v["rfid"], req))
+    await ctl.settle(ctl.reading(d, v))
     return {
         "device_enabled": d.cfg["device_enabled"] == 1,
         "charging_enabled": d.limit > 0,

@@ -1,0 +1,164 @@
+"""The /cnf command dispatcher: query -> policy -> handler -> JSON reply (API.md),
+and the web UI's files.
+
+The route table below is the one place that says which commands exist, which
+module of pbctl.api holds each (`async def <cmd>(app, req)`), and who may run
+it. Policies:
+
+    r  a read: open, admin while api_read_auth is set
+    a  admin (HTTP Basic, the admin password), checked before the module loads
+    u  the command decides: a user's PIN/RFID, or the admin (optional Basic auth)
+    p  change_admin_pwd: its old password is the proof
+    m  cmd=modbus: r for read, a for write
+
+RAM: on an ESP32 without PSRAM every loaded module costs heap. The command
+modules (and what they import) are loaded for a request and dropped from
+sys.modules when no request runs any more (`unload`), so their code is freed
+again; pbctl.main() finds them from this table at boot (on_demand()). A
+refused request loads nothing.
+
+A handler returns a JSON-able object (status 200) or a generator of JSON text
+pieces (streamed), or raises httpd.HTTPError. Errors of the lower layers are
+mapped here: config.ConfigError (its status), store.StoreError 507 "flash
+write failed", control.Busy and MemoryError 503. Nothing changes before all
+input has been validated.
+"""
+import gc
+import sys
+
+from pblib.httpd import File, HTTPError
+
+_ROUTES = (" get_dev_info:info:r get_params:info:r sys_info:info:r modbus:modbus:m"
+           " set_params:admin:a del_device:admin:a reset_device:admin:a accept_license:admin:a"
+           " change_admin_pwd:admin:p set_diag_logging:admin:a get_diag_log:admin:a"
+           " set_ajax_meter:ajax:a set_ajax_evse:ajax:a enter_rfid:session:u override_device:session:u"
+           " soft_meter:session:u get_users:users:a get_user:users:u set_user:users:u get_new_user_id:users:a ")
+
+
+def route(cmd):
+    """(module, policy) of a command, or None."""
+    i = _ROUTES.find(" " + cmd + ":") if cmd and " " not in cmd and ":" not in cmd else -1
+    if i < 0:
+        return None
+    e = _ROUTES.index(" ", i + 1)
+    _, mod, pol = _ROUTES[i + 1 : e].split(":")
+    return mod, pol
+
+
+def on_demand():
+    """The modules loaded only while needed: every command module and the helpers."""
+    # (with the modules the commands load lazily, inside a function)
+    out = ["pbctl.config", "pbctl.api.auth", "pbctl.diag", "pbctl.repl"]
+    for entry in _ROUTES.split():
+        m = "pbctl.api." + entry.split(":")[1]
+        if m not in out:
+            out.append(m)
+    return out
+
+
+def unload(names):
+    """Forget the on-demand modules; their code is freed once nothing uses it."""
+    for k in names:
+        if k in sys.modules:
+            del sys.modules[k]
+            p, _, n = k.rpartition(".")
+            if p in sys.modules:  # a package keeps its submodules as attributes too
+                try:
+                    delattr(sys.modules[p], n)
+                except AttributeError:
+                    pass
+
+
+def need(q, name):
+    v = q.get(name)
+    if v is None or v == "":
+        raise HTTPError(400, "missing parameter: " + name)
+    return v
+
+
+def admin(app, req, optional=False):
+    """Raise 401/429 unless req carries the admin's credentials (API.md §0);
+    optional: False when it carries none. The check's module (auth.py) is
+    dropped at once, so a command's module finds its heap free."""
+    if optional and req.auth() is None:
+        return False
+    from pbctl.api import auth
+
+    try:
+        auth.check_admin(app, req)
+    finally:
+        unload(("pbctl.api.auth",))
+    return True
+
+
+class Api:
+    def __init__(self, app):
+        self.app = app
+        self._busy = 0  # requests running in on-demand modules
+
+    async def handle(self, req):
+        if req.path != "/cnf":
+            return 200, self.static(req)
+        cmd = need(req.query, "cmd")
+        app = self.app
+        r = route(cmd)
+        if r is None:
+            raise HTTPError(404, "unknown cmd")
+        mod, pol = r
+        if pol == "m":  # with read and write both given the module answers 400 "need read or write"
+            pol = "a" if "write" in req.query and "read" not in req.query else "r"
+        if pol == "a" or (pol == "r" and app.site.params["api_read_auth"]):
+            admin(app, req)
+        if not self._busy:
+            gc.collect()  # load the module into as few holes as possible
+        self._busy += 1
+        try:
+            fn = getattr(__import__("pbctl.api." + mod, None, None, (cmd,)), cmd)
+            return 200, await fn(app, req)
+        except MemoryError:
+            # the heap had no room for this command now: a clean refusal (every
+            # command validates and saves before it changes anything)
+            raise HTTPError(503, "out of memory")
+        except Exception as e:
+            raise _mapped(e)
+        finally:
+            self._busy -= 1
+            if not self._busy:
+                unload(app.demand)
+                gc.collect()  # give the module's blocks back before the next request
+
+    def static(self, req):
+        # the web UI (README "Web UI"): /NAME is www/NAME.gz of the package
+        # (tools/mpybuild.py gzips firmware/pbctl/www/ there), "/" index.html;
+        # only in www/ itself (no "/"; "\0" would end the name early). httpd
+        # streams the file, 404 if there is none. Types: html, css, js (no
+        # charset: the page says UTF-8, its script and style sheet inherit that).
+        # The vendor's own pages live under /ui/ (clients check the admin
+        # password with /ui/en/sim.htm: docs/ha-cfos.md): any /ui/ page is our
+        # web UI, for the admin only.
+        p = req.path[1:] or "index.html"
+        if p[:3] == "ui/":
+            admin(self.app, req)
+            p = "index.html"
+        if "/" in p or "\0" in p:
+            raise HTTPError(404, "not found")
+        t = p.rpartition(".")[2]
+        root = __file__.rpartition("/")[0].rpartition("/")[0]  # .../pbctl
+        return File(root + "/www/" + p + ".gz", "text/" + ("javascript" if t == "js" else t), True, 60,
+                    req.headers.get("if-none-match"))
+
+
+def _mapped(e):
+    # the lower layers' errors as replies (their modules are loaded when they raise them)
+    if isinstance(e, HTTPError):
+        return e
+    c = sys.modules.get("pbctl.config")
+    if c and isinstance(e, c.ConfigError):
+        return HTTPError(e.status, e.args[0])
+    s = sys.modules.get("pbctl.store")
+    if s and isinstance(e, s.StoreError):
+        return HTTPError(507, "flash write failed")
+    c = sys.modules.get("pbctl.control")
+    if c and isinstance(e, c.Busy):
+        return HTTPError(503, "busy")
+    return e

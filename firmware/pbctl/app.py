@@ -1,0 +1,103 @@
+"""The running controller's parts, wired together by start.start().
+
+    board    the board module (pbboard: pins, UART, flash path, HTTP port)
+    serial   this controller's serial number (from the board: chip id, flash path)
+    site     devices.Site: configuration in force, devices, users (changed by
+             the control task only)
+    control  control.Control: the one owner of the limits; everyone else
+             hands it requests
+    server   httpd.Server
+    lock     held by a configuration change from validation to installation:
+             changes build on each other, never on a stale copy
+    fails    the admin check's failure records (api/auth.py), kept here
+             because that module is loaded per request
+    diag     diag.Ring once diagnostic logging has been used, else None
+    net      board/wifi.Net on a board with WiFi (board/onboard.py), else None
+    demand   the on-demand modules (api/cnf.py unloads them after a request)
+    links    the integrations running now: name -> their object (status fields)
+
+Integrations (Modbus TCP, MQTT, OCPP) are the modules pbctl/integrations/<name>.py
+listed in INTEGRATIONS with the parameter that switches them on (falsy: off,
+and the module is not even loaded). Each has `settings(params)` (what it runs
+with: a tuple, or None when it is off) and `start(app, settings)` (its object;
+its tasks started) and the object a `stop()`. `links()` starts, restarts (other
+settings) and stops them to match the parameters in force: at boot and after
+every configuration change. An integration reads app.site and hands the
+control task requests; its module stays loaded while it runs.
+"""
+import gc
+import time
+
+import asyncio
+from micropython import const
+
+_RESERVE = const(10240)  # heap kept for the control task: requests are shed before it runs short
+
+VERSION = "0.2.0"
+INTEGRATIONS = ()  # (module name in pbctl/integrations/, the parameter that switches it on)
+
+
+class App:
+    VERSION = VERSION
+
+    def __init__(self, board, site, control, server):
+        self.board = board
+        self.site = site
+        self.control = control
+        self.server = server
+        self.max_evses = getattr(board, "MAX_EVSES", 8)  # balancer slots at most; each costs heap
+        self.serial = board.serial()  # params.vsn.serialno: never changes
+        self.boot_ms = time.ticks_ms()
+        self.lock = asyncio.Lock()
+        self.fails = {}
+        self.diag = None
+        self.net = None
+        self.demand = ()
+        self.links = {}
+        self._link_settings = {}
+        self._full = time.ticks_add(self.boot_ms, -1000)  # when a collection last found the heap full
+
+    def admit(self):
+        """May the HTTP server (and the integrations' servers) take on a
+        connection? Not while the heap's free space is below the control
+        task's reserve after a collection (BENCHMARKS.md, Reliability).
+        MicroPython collects only when an allocation fails, so a heap full of
+        garbage is the rule: collect then (the allocator would soon). After a
+        collection that found the heap really full, refuse for 10 ms without
+        collecting again: in a flood a collection per connection would eat
+        the time the control task needs."""
+        if gc.mem_free() >= _RESERVE:
+            return True
+        now = time.ticks_ms()
+        if time.ticks_diff(now, self._full) < 10:
+            return False
+        gc.collect()
+        if gc.mem_free() >= _RESERVE:
+            return True
+        self._full = now
+        return False
+
+    def known(self, ip):
+        """Did the admin log in from this address (api/auth.py's Guard keeps
+        the last ones)? Its connections get in first, even in a flood."""
+        return ip in self.fails.get("+", ())
+
+    def links_changed(self):
+        """Start, restart or stop the integrations to match the parameters in force."""
+        p = self.site.params
+        for name, key in INTEGRATIONS:
+            if not p[key] and name not in self.links:
+                continue
+            mod = __import__("pbctl.integrations." + name, None, None, ("settings",))
+            want = mod.settings(p) if p[key] else None
+            if want == self._link_settings.get(name) and (want is None or name in self.links):
+                continue
+            old = self.links.pop(name, None)
+            if old is not None:
+                old.stop()
+            self._link_settings[name] = want
+            if want is not None:
+                try:
+                    self.links[name] = mod.start(self, want)
+                except Exception as e:  # (no heap, a bad address): the controller goes on without it
+                    print("pbctl: %s: %r" % (name, e))
