@@ -9,7 +9,7 @@ HTTP_PORT ?= 8080
 PORT   ?= /dev/ttyUSB0
 JOBS   ?= 2
 
-.PHONY: all venv sim test unit e2e bench mpy deploy check flash clean browser screenshots fuzz soak
+.PHONY: all venv sim test unit e2e bench mpy romfs deploy deploy-files check flash clean browser screenshots fuzz soak mqtt-broker
 
 all: test
 
@@ -27,7 +27,7 @@ sim: $(STAMP)
 
 ## Everything: CPython unit tests, the same suites under MicroPython, e2e,
 ## and the ESP32 API check.
-test: $(STAMP) check browser
+test: $(STAMP) check browser mqtt-broker
 	$(PY) -m pytest
 
 ## Robustness campaign at full counts (issue 7; `make test` runs smaller ones):
@@ -38,7 +38,7 @@ FUZZ_COUNT ?= 10000
 STORM_TRANSACTIONS ?= 10000
 fuzz: $(STAMP)
 	$(PY) tools/fuzz.py --count $(FUZZ_COUNT)
-	HTTP_FUZZ_EXAMPLES=10 POWERLOSS_TRIALS=5000 $(PY) -m pytest -s host_tests/test_fuzz_http.py host_tests/test_store_powerloss.py
+	HTTP_FUZZ_EXAMPLES=10 POWERLOSS_TRIALS=5000 $(PY) -m pytest -s host_tests/props/test_fuzz_http.py host_tests/props/test_store_powerloss.py
 	$(PY) tools/soak.py --storm $(STORM_TRANSACTIONS)
 
 ## Soak (not in `make test`): cars coming and going and API traffic for SOAK_MINUTES
@@ -65,12 +65,25 @@ browser: $(BROWSER_STAMP)
 	  fi; \
 	fi
 
+## The MQTT tests need Debian's mosquitto broker (apt-get, as root; the tests start their
+## own on a free loopback port); without it they skip and say why. The other test peers
+## (pymodbus, paho-mqtt, websockets, the `ocpp` library) come from requirements.txt.
+mqtt-broker:
+	@if [ ! -x /usr/sbin/mosquitto ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	      mosquitto) || echo "make mqtt-broker: mosquitto could not be installed; MQTT broker tests skip"; \
+	  else \
+	    echo "make mqtt-broker: no /usr/sbin/mosquitto and not root with apt-get; MQTT broker tests skip"; \
+	  fi; \
+	fi
+
 ## docs/ui-phone.png and docs/ui-desktop.png: the web UI after a few minutes of a two-EVSE scenario.
 screenshots: $(STAMP) browser
 	PBCTL_SCREENSHOTS=1 $(PY) -m pytest host_tests/browser -k screenshots
 
 unit: $(STAMP)
-	$(PY) -m pytest host_tests/unit host_tests/test_micropython_units.py
+	$(PY) -m pytest host_tests/unit host_tests/mpy/test_micropython_units.py
 
 bench: $(STAMP)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements-bench.txt
@@ -87,14 +100,26 @@ flash: $(STAMP)
 	$(VENV)/bin/esptool --chip esp32 --port $(PORT) erase-flash
 	$(VENV)/bin/esptool --chip esp32 --port $(PORT) --baud 460800 write-flash -z 0x1000 $(FIRMWARE)
 
-## Precompile lib/, firmware/ and the board for the ESP32 (fails on any compile error).
+## Precompile lib/, firmware/ and the board for the ESP32 (fails on any compile error):
+## build/esp32/ holds the board's file system (modules in / and its packages).
 BOARD ?= ESP32_GENERIC
 mpy: $(STAMP)
 	rm -rf build/esp32
-	$(PY) tools/mpybuild.py --march xtensawin --board $(BOARD) build/esp32
+	$(PY) tools/mpybuild.py --march xtensawin --board $(BOARD) --root / build/esp32
 
-## Copy the .mpy files to a board running stock MicroPython, then reset it.
-deploy: mpy
+## The same as a ROMFS image, build/pbctl-$(BOARD).romfs (README "On the ESP32": boards
+## whose MicroPython has a ROMFS partition run the firmware from flash in place).
+romfs: $(STAMP)
+	rm -rf build/esp32-rom
+	$(PY) tools/mpybuild.py --march xtensawin --board $(BOARD) --root /rom/ --romfs build/pbctl-$(BOARD).romfs build/esp32-rom
+
+## A board with a ROMFS partition: the image into it, boot.py and main.py to its file system.
+deploy: romfs
+	$(VENV)/bin/mpremote connect $(PORT) romfs deploy build/pbctl-$(BOARD).romfs + \
+	  cp build/esp32-rom/boot.py :boot.py + cp build/esp32-rom/main.py :main.py + reset
+
+## A board without one (stock MicroPython): the .mpy files to its file system.
+deploy-files: mpy
 	$(VENV)/bin/mpremote connect $(PORT) cp -r build/esp32/. : + reset
 
 clean:

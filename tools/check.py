@@ -1,6 +1,6 @@
 """Only ESP32 APIs: type-check the firmware against MicroPython v1.29's ESP32 stubs.
 
-    python tools/check.py            # lib/, firmware/, boards/ESP32_GENERIC (`make check`)
+    python tools/check.py            # lib/, firmware/ (packages too), boards/ESP32_GENERIC (`make check`)
     python tools/check.py --all      # every mypy finding, not just the API ones
     python tools/check.py FILE...    # other files (with lib/, firmware/ and the board on the path)
 
@@ -117,10 +117,12 @@ def _disabled_codes():
 
 
 def targets():
-    """Everything that runs on the board: lib/, firmware/, the board module (not its manifest)."""
+    """Everything that runs on the board: lib/ and firmware/ with their packages
+    (pblib, pbctl and its sub-packages), the board module (not its manifest)."""
     out = []
-    for d in ("lib", "firmware", os.path.join("boards", BOARD)):
-        out += sorted(glob.glob(os.path.join(ROOT, d, "*.py")))
+    for d in ("lib", "firmware"):
+        out += sorted(glob.glob(os.path.join(ROOT, d, "**", "*.py"), recursive=True))
+    out += sorted(glob.glob(os.path.join(ROOT, "boards", BOARD, "*.py")))
     return [os.path.relpath(p, ROOT) for p in out if os.path.basename(p) != "manifest.py"]
 
 

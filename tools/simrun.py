@@ -1,9 +1,20 @@
 """Start the Power Brain simulator and the firmware (under MicroPython) together.
 
 Used by `make sim` (tools/sim.py), the e2e tests and the benchmarks, so that
-all three run the product the same way: pbsim.py on a pty pair, the firmware
-`firmware/main.py` under `micropython -X heapsize=HEAP` with boards/HOST as
-its board, the pty as its UART.
+all three run the product the same way: the simulator (tools/pbsim/) on a
+pty pair, the firmware under the MicroPython unix port with boards/HOST as
+its board, the pty as its UART, on the board's heap budget (HEAP).
+
+Modes (PBCTL_MODE):
+- romfs (default): like a board with a ROMFS partition. The firmware is built
+  (tools/mpybuild.py, root /rom/) into a ROMFS image; boards/HOST/romfs_main.py
+  reads it into one block, mounts it at /rom and runs main.py: the code runs
+  from the image in place. The heap is HEAP + the image's size, the image read
+  first, so what the firmware has is HEAP — as on the board, whose code stays
+  in flash.
+- mpy: the .mpy files on MICROPYPATH, loaded onto the heap (the heap HEAP
+  holds code and data; a board without ROMFS partition, where the modules are
+  copied to its file system).
 """
 import json
 import os
@@ -17,20 +28,24 @@ import time
 import base64
 import http.client
 
+from pbsim import client as pbclient
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# The firmware's heap on the host. The target is 96k (an ESP32-WROOM-32 without
-# PSRAM). On the 64-bit unix port, where .mpy code and names live on the heap
-# too, the firmware boots at 96k with ~23 KB free and passes the smoke test
-# there (host_tests/e2e/test_smoke96k.py), but the longer suites still meet
-# clean 503 "out of memory" replies on the configuration paths at 96k (see
-# BENCHMARKS.md, RAM), so the simulation and the e2e suite run at 128k.
+# The firmware's data budget: an ESP32-WROOM-32 without PSRAM has ~100 KB of
+# MicroPython heap; 96 KB of it for the firmware's data (README "Memory").
 HEAP = os.environ.get("PBCTL_HEAP", "128k")
+MODE = os.environ.get("PBCTL_MODE", "romfs")
 ADMIN = ("admin", "1234abcd")  # the document's example credentials (simulation only)
 
 
 def micropython_bin():
     exe = os.path.join(os.path.dirname(sys.executable), "micropython")
     return exe if os.path.exists(exe) else "micropython"
+
+
+def heap_bytes(heap):
+    """"96k" -> 98304."""
+    return int(heap[:-1]) * 1024 if heap[-1] in "kK" else int(heap)
 
 
 def micropython_env(*extra_dirs, board="HOST"):
@@ -51,7 +66,7 @@ def free_port():
 
 class Sim:
     def __init__(self, http_port=0, baud=9600, flash=None, admin_pwd=ADMIN[1], sim_args=(), fw_env=None,
-                 echo=False, main=None, module_dirs=(), heap=None):
+                 echo=False, main=None, module_dirs=(), heap=None, mode=None):
         self.http_port = http_port or free_port()
         self._free_port = not http_port
         self.baud = baud
@@ -64,7 +79,9 @@ class Sim:
         self.echo = echo
         self.main = main  # None: build/host/main.py, the firmware precompiled
         self.module_dirs = list(module_dirs)
-        self.heap = heap or HEAP  # the firmware's -X heapsize
+        self.heap = heap or HEAP  # the firmware's data budget
+        self.mode = mode or MODE  # romfs or mpy (the module docstring)
+        self.image_size = 0
         self.sim = self.fw = None
         self.control_port = None
         self.tty = None
@@ -82,8 +99,7 @@ class Sim:
     def _start(self, timeout):
         link = os.path.join(self._tmp, "bus")
         self.sim = subprocess.Popen(
-            [sys.executable, os.path.join(ROOT, "tools", "pbsim.py"), "--link", link, "--control-port", "0",
-             "--baud", str(self.baud)] + self.sim_args,
+            pbclient.command(["--link", link, "--control-port", "0", "--baud", str(self.baud)] + self.sim_args),
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
         deadline = time.time() + timeout
         while True:
@@ -105,13 +121,24 @@ class Sim:
             if time.time() > deadline:
                 raise RuntimeError("simulator did not start")
         self._pump(self.sim, self.sim_lines, "[pbsim] ")
-        if self.main is None:
+        heap = heap_bytes(self.heap)
+        args = []
+        if self.main is None and self.mode == "romfs":
+            import mpybuild
+            out = mpybuild.build(os.path.join(ROOT, "build", "rom"), "HOST", root="/rom/")
+            image = os.path.join(self._tmp, "pbctl.romfs")
+            self.image_size = mpybuild.romfs(out, image)
+            heap += (self.image_size + 1023) // 1024 * 1024
+            args = [os.path.join(ROOT, "boards", "HOST", "romfs_main.py"), os.path.join(out, "main.py")]
+            env = dict(os.environ, PBCTL_ROMFS=image, MICROPYPATH=".frozen")
+        elif self.main is None:
             import mpybuild
             out = mpybuild.build(os.path.join(ROOT, "build", "host"), "HOST")
-            self.main = os.path.join(out, "main.py")
+            args = [os.path.join(out, "main.py")]
             env = dict(os.environ)
             env["MICROPYPATH"] = ":".join(list(self.module_dirs) + [out, ".frozen"])
         else:
+            args = [self.main]
             env = micropython_env(*self.module_dirs)
         env.update({
             "PBCTL_TTY": self.tty,
@@ -122,7 +149,7 @@ class Sim:
             "PBCTL_ADMIN_PWD": self.admin_pwd or "",
         })
         env.update(self.fw_env)
-        self.fw = subprocess.Popen([micropython_bin(), "-X", "heapsize=" + self.heap, self.main],
+        self.fw = subprocess.Popen([micropython_bin(), "-X", "heapsize=%d" % heap] + args,
                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT, env=env)
         self._pump(self.fw, self.fw_lines, "")
         while time.time() < deadline:
@@ -167,13 +194,9 @@ class Sim:
 
     # ---- talking to the simulator and the firmware ----------------------
     def control(self, **cmd):
-        with socket.create_connection(("127.0.0.1", self.control_port), timeout=10) as s:
-            s.sendall((json.dumps(cmd) + "\n").encode())
-            f = s.makefile("r")
-            reply = json.loads(f.readline())
-        if not reply.get("ok"):
-            raise RuntimeError("pbsim: %r -> %r" % (cmd, reply))
-        return reply
+        """One simulator command (tools/pbsim/control.py), on its own connection: callable from
+        several threads. A refused command raises pbsim.client.PbsimError (a RuntimeError)."""
+        return pbclient.control(self.control_port, cmd)
 
     def url(self, query):
         return "http://127.0.0.1:%d/cnf?%s" % (self.http_port, query)

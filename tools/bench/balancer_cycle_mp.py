@@ -2,14 +2,17 @@
 
     micropython -X heapsize=96k tools/bench/balancer_cycle_mp.py [cycles]
 
-(run from the repository root; lib/ is put on sys.path). A busy site: mixed 1- and
+(run from the repository root; lib/ is put on sys.path after MICROPYPATH, which
+balancer_bench.py points at the .mpy build of pblib). A busy site: mixed 1- and
 3-phase cars on all rotations, three priorities, detection, an offline EVSE, a
 disabled one, charging rules (solar, relative, time), mamps, more cars than
 current (pauses and rotation), cars following their limits with noise and a
 house load that moves every cycle. Every timed cycle (and the set_evse calls
 before it, not timed) runs under micropython.heap_lock(): a cycle that allocated
-would raise MemoryError.
-Prints one line per size and a last line "ok".
+would raise MemoryError. Then the same with max_phase_skew (12 A) and automatic
+phase switching on every other EVSE (the cycles that try a car's other phase
+mode allocate twice).
+Prints one line per size and variant and a last line "ok".
 """
 import gc
 import sys
@@ -20,7 +23,7 @@ import micropython
 _here = sys.argv[0].rpartition("/")[0] or "."
 sys.path.append(_here + "/../../lib")
 
-import balancer  # noqa: E402
+from pblib import balancer  # noqa: E402
 
 ROT = ((0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1), (1, 0, 2), (2, 1, 0))
 
@@ -41,9 +44,10 @@ class Site:
         self.cur = [0] * (3 * n)
         self.rules_e = [None] * n
         self.rules_u = [None] * n
+        self.sw = [0] * n
 
 
-def site(n):
+def site(n, psw=False):
     b = balancer.Balancer(n)
     b.max_total_current = 32000 if n <= 8 else 100000
     b.reserve_current = 1000
@@ -56,6 +60,11 @@ def site(n):
     s.rules_u[5] = [{"days": 127, "mode": 1, "current": -2000}]
     s.rules_e[6] = [{"days": 127, "mode": 0, "current": 10000, "time": 0, "dur": 1440}]
     s.mamps[7] = 12000
+    if psw:
+        b.max_phase_skew = 12000
+        b.phase_switch_min_ms = 60000
+        for i in range(0, n, 2):
+            s.sw[i] = 1
     return b, s
 
 
@@ -68,6 +77,8 @@ def plant(b, s, t, grid):
     for i in range(n):
         lim = b.limit[i] if s.state[i] in (3, 4) else 0
         m = s.used_phases[i] or 7
+        if s.sw[i] & 2:
+            m = 1
         for k in range(3):
             v = lim - ((t + 37 * i + 11 * k) % 300) if lim and (m >> k) & 1 else 0
             s.cur[3 * i + k] = v
@@ -87,17 +98,25 @@ def inputs(b, s):
     for i in range(s.n):
         b.set_evse(i, s.state[i], s.enabled[i], s.used_phases[i], s.rot[i], 6000, s.max_cur[i], s.prio[i],
                    300000, 0, s.mamps[i], s.energy[i], c[3 * i], c[3 * i + 1], c[3 * i + 2], s.rules_e[i],
-                   s.rules_u[i])
+                   s.rules_u[i], s.sw[i])
 
 
-def run(n, cycles):
-    b, s = site(n)
+def switch(b, s):
+    """The control task's phase switching, at once (the car follows next cycle)."""
+    for i in range(b.n):
+        if s.sw[i] & 1 and b.want_1p[i] != s.sw[i] >> 1 & 1:
+            s.sw[i] = s.sw[i] ^ 2
+
+
+def run(n, cycles, psw=False):
+    b, s = site(n, psw)
     house = [3000, 5000, 2000]
     t = 0
     for _ in range(40):  # warm-up: sessions start, phases get detected
         plant(b, s, t, house)
         inputs(b, s)
         b.balance(t)
+        switch(b, s)
         t += 1000
     times = []
     for c in range(cycles):
@@ -114,19 +133,22 @@ def run(n, cycles):
         t1 = time.ticks_us()
         micropython.heap_unlock()
         times.append(time.ticks_diff(t1, t0))
+        switch(b, s)
         t += 1000
     times.sort()
     mean = sum(times) // len(times)
     paused = sum(b.paused)
-    print("balance() n=%d: median %d us, mean %d us, p95 %d us, max %d us (%d cycles, %d paused now)"
-          % (n, times[len(times) // 2], mean, times[len(times) * 95 // 100], times[-1], cycles, paused))
+    print("balance() n=%d%s: median %d us, mean %d us, p95 %d us, max %d us (%d cycles, %d paused now)"
+          % (n, " skew+psw" if psw else "", times[len(times) // 2], mean, times[len(times) * 95 // 100], times[-1],
+             cycles, paused))
 
 
 def main():
     cycles = int(sys.argv[1]) if len(sys.argv) > 1 else 300
-    for n in (8, 32):
-        run(n, cycles)
-        gc.collect()
+    for psw in (False, True):
+        for n in (8, 32):
+            run(n, cycles, psw)
+            gc.collect()
     print("ok")
 
 

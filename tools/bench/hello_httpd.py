@@ -23,7 +23,7 @@ import asyncio
 import gc
 import sys
 
-import httpd
+from pblib import httpd
 
 _server = None
 _static = None

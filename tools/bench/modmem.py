@@ -34,8 +34,8 @@ print('%%-12s %%6d' %% ('all', tot))
 micropython.qstr_info()
 """
 
-RESIDENT = ["rtu", "httpd", "devices", "app", "cnf", "board", "balancer", "control", "pbctl"]
-ON_DEMAND = ["cmd_info", "config", "schema", "auth", "store", "registers", "rules", "cmd_modbus", "cmd_admin", "cmd_ajax",
+RESIDENT = ["rtu", "httpd", "devices", "app", "cnf", "board", "pblib.balancer", "control", "pbctl"]
+ON_DEMAND = ["cmd_info", "pblib.reasons", "config", "schema", "auth", "store", "registers", "cmd_modbus", "cmd_admin", "cmd_ajax",
              "cmd_session", "cmd_users", "cmd_sys", "diag"]
 
 
@@ -44,7 +44,8 @@ def main():
     from simrun import micropython_bin
 
     out = mpybuild.build(os.path.join(mpybuild.ROOT, "build", "host"), "HOST")
-    mods = [m for m in sys.argv[1:] or RESIDENT + ON_DEMAND if os.path.exists(os.path.join(out, m + ".mpy"))]
+    mods = [m for m in sys.argv[1:] or RESIDENT + ON_DEMAND
+            if os.path.exists(os.path.join(out, m.replace(".", os.sep) + ".mpy"))]
     env = dict(os.environ, MICROPYPATH=out + ":.frozen", PBCTL_FLASH="/tmp")
     r = subprocess.run([micropython_bin(), "-X", "heapsize=400k", "-c", PROBE % (mods,)], env=env,
                        capture_output=True, text=True)

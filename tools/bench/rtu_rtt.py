@@ -25,7 +25,7 @@ from simrun import ROOT, micropython_bin, micropython_env  # noqa: E402
 
 sys.path.insert(0, os.path.join(ROOT, "lib"))
 sys.path.insert(0, os.path.join(ROOT, "host_tests", "shim"))
-import rtu  # noqa: E402
+from pblib import rtu  # noqa: E402
 
 
 def limit_us(baud):
@@ -84,9 +84,9 @@ def ideal(baud, n):
 def pbsim(baud, n):
     from simrun import Sim  # noqa
 
-    import pbsim as ps
+    from pbsim.client import launch
     link = "/tmp/pbctl-rtt-%d" % os.getpid()
-    proc, info = ps.launch(["--link", link, "--baud", str(baud)])
+    proc, info = launch(["--link", link, "--baud", str(baud)])
     try:
         return run_mp(info["tty"], baud, n)
     finally:

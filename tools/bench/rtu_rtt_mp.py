@@ -5,8 +5,8 @@ import json
 import os
 import time
 
-import board
-import rtu
+import pbboard as board
+from pblib import rtu
 
 
 async def main():
