@@ -65,7 +65,8 @@ def test_factory_configuration_shape(sim):
     p = obj["params"]
     for k, t in PARAM_TYPES.items():
         assert type(p[k]) is t, (k, p[k])
-    assert p["vsn"] == {"vendorid": 52997}
+    # INTEGRATIONS.md §1: the serial number clients build their entity ids from
+    assert p["vsn"]["vendorid"] == 52997 and len(p["vsn"]["serialno"]) == 14 and p["vsn"]["serialno"][4] == "-"
     assert [(d["dev_id"], d["dev_type"], d["address"], d["id"]) for d in obj["devices"]] == [
         ("E1", "evse_powerbrain", "evse", 1), ("M1", "meter_powerbrain", "meter1", 2),
         ("M2", "meter_powerbrain", "meter2", 3)]
@@ -119,8 +120,9 @@ def test_offline_evse_reports_com_err(sim):
 
 
 def flash_config(sim):
+    """The stored configuration's head (params, admin, license): a list file, head first."""
     with open(os.path.join(sim.flash, "pbctl.json")) as f:
-        return json.load(f)
+        return json.load(f)[0]
 
 
 def test_set_params_round_trip_and_atomic_rejects(sim):
@@ -234,9 +236,17 @@ def test_users_and_overrides(sim):
     assert post(sim, "cmd=set_user", user) == (200, "ok")
     st, users = sim.get("cmd=get_users", ADMIN)
     assert users == [user]
-    # the user edits itself without admin, but cannot grant itself devices
-    assert post(sim, "cmd=set_user", {"id": uid, "name": "Wusel"}, auth=None) == (200, "ok")
-    assert post(sim, "cmd=set_user", {"id": uid, "dev_ids": ["E1", "E2"]}, auth=None) == (403, "admin required: dev_ids")
+    # the user edits itself by one of its PINs without admin, but cannot grant itself devices;
+    # a user id alone authorises nothing, another user's PIN nothing for this one (API.md §6)
+    assert post(sim, "cmd=set_user", {"id": uid, "name": "Wusel"}, auth=None) == (401, "authentication required")
+    assert post(sim, "cmd=set_user&rfid=9999", {"id": uid, "name": "Wusel"}, auth=None) == (403, "unknown rfid")
+    assert post(sim, "cmd=set_user&rfid=4711", {"id": uid, "name": "Wusel"}, auth=None) == (200, "ok")
+    assert post(sim, "cmd=set_user&rfid=4711", {"id": uid, "dev_ids": ["E1", "E2"]},
+                auth=None) == (403, "admin required: dev_ids")
+    # a PIN/RFID belongs to one user only
+    other = {"id": "u2", "name": "other", "rfids": [{"id": "4711"}]}
+    assert post(sim, "cmd=set_user", other) == (400, "rfid in use")
+    assert post(sim, "cmd=set_user&rfid=4711", {"id": "u2", "name": "x"}, auth=None) == (403, "unknown rfid")
     st, u = sim.get("cmd=get_user&id=%s&rfid=4711" % uid)
     assert st == 200 and u["name"] == "Wusel" and u["rfids"][0]["id"] == "**11"
     assert sim.get("cmd=get_user&id=%s&rfid=9999" % uid) == (403, "unknown rfid")

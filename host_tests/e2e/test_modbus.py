@@ -148,8 +148,14 @@ def test_exception_reply_not_retried(sim):
     before = dev(sim, "M1")["com_errors"]
     sim.control(cmd="fault", slave=2, kind="exception", count=1, code=4)
     assert raw(sim, "cmd=modbus&device=meter1&read=8002") == (502, b'"modbus exception 4: server device failure"')
-    assert dev(sim, "M1")["com_errors"] == before + 1
+    # the device answered the user's request: its answer, not a communication error (issue 13 #13)
+    m1 = dev(sim, "M1")
+    assert (m1["com_errors"], m1["com_err"]) == (before, False)
     assert raw(sim, "cmd=modbus&device=meter1&read=8002") == (200, b"1")
+    # an unmapped register likewise (the device's exception 2)
+    assert raw(sim, "cmd=modbus&device=meter1&read=9000")[0] == 502
+    m1 = dev(sim, "M1")
+    assert (m1["com_errors"], m1["com_err"]) == (before, False)
 
 
 def test_hung_device_does_not_stall_http(sim):

@@ -164,7 +164,10 @@ def test_slowloris_others_still_served(sim):
     assert served(sim) < SERVE_BOUND_S
 
 
-def test_all_slots_held_then_refused_quickly_then_recovered(sim):
+def test_all_slots_held_by_slow_heads_a_new_client_takes_the_slowest(sim):
+    """Issue 13 #6: four connections trickling their heads hold every slot; a
+    new client waits 10 ms, then the slowest head is dropped for it (no reply)
+    and it is served at once."""
     stop = threading.Event()
     dropped = []
     ts = [threading.Thread(target=slow_client, args=(sim, stop, dropped)) for _ in range(4)]
@@ -172,23 +175,69 @@ def test_all_slots_held_then_refused_quickly_then_recovered(sim):
         t.start()
     try:
         time.sleep(0.5)
+        before = sim.get("cmd=sys_info")  # (its own connection takes a slot: one head dropped)
         t = time.monotonic()
         st, obj = sim.get("cmd=get_params")
-        refused_s = time.monotonic() - t
-        assert (st, obj) == (503, "too many connections")
-        assert refused_s < 0.3, refused_s
-        FIGURES["refused_ms"] = round(refused_s * 1000, 1)
+        took = time.monotonic() - t
+        assert st == 200 and obj["version"], (st, obj)
+        assert took < 0.3, took
+        FIGURES["slow_head_evicted_ms"] = round(took * 1000, 1)
         for th in ts:
             th.join(10)
+        assert len(dropped) == 4 and min(dropped) < 2.0, dropped  # dropped for others before the read timeout
+        st, info = sim.get("cmd=sys_info")
+        assert info["http"]["evicted"] >= 1, (before, info)
         assert served(sim) < SERVE_BOUND_S
     finally:
         stop.set()
 
 
+def test_trickling_heads_never_keep_a_normal_client_out(sim):
+    """Issue 13 #6: six sockets sending a header line every 0.5 s (each one
+    coming back when dropped) denied a normal client 33 times out of 38. Now
+    every normal request is served, and quickly."""
+    stop = threading.Event()
+
+    def trickler():
+        while not stop.is_set():
+            try:
+                s = socket.create_connection(("127.0.0.1", sim.http_port), timeout=5)
+            except OSError:
+                time.sleep(0.1)
+                continue
+            try:
+                s.sendall(b"GET /cnf?cmd=get_params HTTP/1.1\r\n")
+                while not stop.is_set():
+                    time.sleep(0.5)
+                    s.sendall(b"X-Slow: 1\r\n")
+            except OSError:
+                pass
+            finally:
+                s.close()
+
+    ts = [threading.Thread(target=trickler) for _ in range(6)]
+    for t in ts:
+        t.start()
+    try:
+        time.sleep(1.0)
+        lat = []
+        for _ in range(38):
+            lat.append(served(sim))
+            time.sleep(0.1)
+        FIGURES["trickling_heads_max_ms"] = round(max(lat) * 1000, 1)
+        assert max(lat) < 0.5, lat
+    finally:
+        stop.set()
+        for t in ts:
+            t.join(10)
+    assert served(sim) < SERVE_BOUND_S
+
+
 def test_connection_flood_over_the_cap(sim):
-    """30 connections at once, none sending: those in the 4 slots are dropped
-    after the read timeout, all others get 503 "too many connections"; then a
-    normal client is served again."""
+    """30 connections at once, none sending: while the slots are full the
+    others get 503 "too many connections"; the silent ones in the slots are
+    dropped without a reply (for a later connection, or at the read timeout);
+    none is left hanging; then a normal client is served again."""
     import select
 
     socks = []
@@ -215,17 +264,14 @@ def test_connection_flood_over_the_cap(sim):
         refused = [s for s in socks if got[s].startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
                    and got[s].endswith(b'"too many connections"')]
         held = [s for s in socks if s not in refused]
-        # 4 hold the slots until the read timeout (3 s) drops them, then as many
-        # from the listen backlog take them over
-        assert 4 <= len(held) <= 8 and not open_, [got[s][-30:] for s in socks]
+        assert len(held) >= 4 and len(refused) >= 10 and not open_, [got[s][-30:] for s in socks]
         assert [got[s] for s in held] == [b""] * len(held)
-        assert all(2.5 < when[s] < 5.0 for s in held), [when[s] for s in held]
+        assert all(0.2 < when[s] < 5.0 for s in held), [when[s] for s in held]
         ms = sorted(round(when[s] * 1000) for s in refused)
         FIGURES["flood_refused_ms"] = {"p50": ms[len(ms) // 2], "max": ms[-1]}
         # those the server accepts at once get it at once (+ the 50 ms the server
         # reads on); a burst beyond the listen backlog (5) waits for the kernel's
-        # retransmission (~1 s, 3 s): how quickly one over the cap is refused
-        # alone is test_all_slots_held_then_refused_quickly_then_recovered
+        # retransmission (~1 s, 3 s)
         assert ms[-1] < 5000, ms
     finally:
         for s in socks:

@@ -1,7 +1,7 @@
 """The web UI's files served by the firmware under MicroPython (README "Web UI").
 
 GET /NAME answers www/NAME.gz next to the firmware's modules (tools/mpybuild.py
-gzips firmware/www/ into build/host/www/) as it is: Content-Encoding: gzip,
+gzips firmware/pbctl/www/ into build/host/pbctl/www/) as it is: Content-Encoding: gzip,
 Cache-Control, an ETag from the gzip trailer and 304 for a matching
 If-None-Match; streamed through the connection's head buffer, so the heap
 does not grow with the file. Anything else outside /cnf is 404 "not found".
@@ -17,7 +17,7 @@ import pytest
 from conftest import assert_clean_log
 from simrun import ROOT
 
-WWW = os.path.join(ROOT, "firmware", "www")
+WWW = os.path.join(ROOT, "firmware", "pbctl", "www")
 FILES = sorted(n for n in os.listdir(WWW) if not n.startswith("."))
 TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
 BUDGET = 40 * 1024  # all files gzipped (issue 8)
@@ -69,17 +69,17 @@ def test_build_writes_deterministic_gzip(tmp_path):
     import mpybuild
 
     mpybuild.www(str(tmp_path))
-    built = sorted(os.listdir(tmp_path / "www"))
+    built = sorted(os.listdir(tmp_path / "pbctl" / "www"))
     assert built == [n + ".gz" for n in FILES]
     for n in FILES:
-        data = (tmp_path / "www" / (n + ".gz")).read_bytes()
+        data = (tmp_path / "pbctl" / "www" / (n + ".gz")).read_bytes()
         assert data == gzip.compress(source(n), 9, mtime=0)
         assert data[4:8] == b"\0\0\0\0"  # mtime 0: the same bytes on every machine
         assert gzip.decompress(data) == source(n)
-    # a file gone from firmware/www/ goes from the build too; other files stay
-    (tmp_path / "www" / "old.js.gz").write_bytes(b"x")
+    # a file gone from firmware/pbctl/www/ goes from the build too; other files stay
+    (tmp_path / "pbctl" / "www" / "old.js.gz").write_bytes(b"x")
     mpybuild.www(str(tmp_path))
-    assert sorted(os.listdir(tmp_path / "www")) == built
+    assert sorted(os.listdir(tmp_path / "pbctl" / "www")) == built
 
 
 @pytest.mark.parametrize("name", FILES)

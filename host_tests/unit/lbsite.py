@@ -1,14 +1,14 @@
 """The load balancer as the unit tests drive it, on CPython and MicroPython.
 
-Site is a balancer.Balancer whose per-EVSE inputs sit in lists (set by the tests,
+Site is a pblib.balancer.Balancer whose per-EVSE inputs sit in lists (set by the tests,
 with the firmware's defaults) and go in with set_evse for every slot before each
 balance(), as firmware/control.py does every cycle. mk, car and cyc (a plant: cars
-follow their limits, the grid meter sees house + cars) build the test sites. A
-helper module of its own so that the test modules compile from source within
-MicroPython's 96 KB test heap.
+follow their limits, the grid meter sees house + cars; the control task's phase
+switching sequence) build the test sites. A helper module of its own so that the
+test modules compile from source within MicroPython's 96 KB test heap.
 """
-from balancer import Balancer
-from reasons import reason_text
+from pblib.balancer import Balancer
+from pblib.reasons import reason_text
 
 ROTS = ((0, 1, 2), (1, 2, 0), (2, 0, 1), (0, 2, 1), (1, 0, 2), (2, 1, 0))  # phase_rotation
 
@@ -30,6 +30,8 @@ class Site(Balancer):
         self.cur = [0] * (3 * n)
         self.rules_e = [None] * n
         self.rules_u = [None] * n
+        self.sw = [0] * n  # phase switching: bit 0 auto, bit 1 relay on one phase, bit 2 busy
+        self.busy = [0] * n  # cycles left of a switching sequence
 
     def balance(self, t):
         c = self.cur
@@ -37,7 +39,7 @@ class Site(Balancer):
             self.set_evse(i, self.state[i], self.enabled[i], self.used_phases[i], self.phase_rotation[i],
                           self.min_cur[i], self.max_cur[i], self.prio[i], self.pause_min_ms[i], self.ovr[i],
                           self.mamps[i], self.energy[i], c[3 * i], c[3 * i + 1], c[3 * i + 2],
-                          self.rules_e[i], self.rules_u[i])
+                          self.rules_e[i], self.rules_u[i], self.sw[i])
         Balancer.balance(self, t)
 
 
@@ -61,17 +63,22 @@ def car(b, i, st=3, ph=7, mn=6000, mx=16000, prio=1, rot=0, e=0):
     b.energy[i] = e
 
 
-def cyc(b, t, house=(0, 0, 0), draw=None, grid=True, cph=None, force=None):
+def cyc(b, t, house=(0, 0, 0), draw=None, grid=True, cph=None, force=None, seq=3):
     """Plant: a charging car draws min(its limit, draw[i]) on its phases (or exactly
-    force[i], a car slow to follow); the grid meter sees house + cars; then balance."""
+    force[i], a car slow to follow; EVSE L1 only while the relay is on one phase);
+    the grid meter sees house + cars; then balance, then the control task's phase
+    switching: where want_1p differs from the relay, `seq` cycles busy (the car
+    stopped), then the relay is switched."""
     g = list(house)
     for i in range(b.n):
-        d = b.limit[i] if b.state[i] in (3, 4) else 0
+        d = b.limit[i] if b.state[i] in (3, 4) and not b.busy[i] else 0
         if draw is not None and draw[i] is not None and draw[i] < d:
             d = draw[i]
         if force is not None and force[i] is not None:
             d = force[i]
         m = cph[i] if cph else (b.used_phases[i] or 7)
+        if b.sw[i] & 2:
+            m &= 1
         for k in range(3):
             v = d if (m >> k) & 1 else 0
             b.cur[3 * i + k] = v
@@ -79,6 +86,14 @@ def cyc(b, t, house=(0, 0, 0), draw=None, grid=True, cph=None, force=None):
     if grid:
         b.set_grid(g[0], g[1], g[2], t)
     b.balance(t)
+    for i in range(b.n):
+        if b.busy[i]:
+            b.busy[i] -= 1
+            if not b.busy[i]:  # relay switched, sequence done
+                b.sw[i] = (b.sw[i] ^ 2) & 3
+        elif b.sw[i] & 1 and b.want_1p[i] != b.sw[i] >> 1 & 1 and seq:
+            b.busy[i] = seq
+            b.sw[i] |= 4
 
 
 def why(b, i):

@@ -1,4 +1,4 @@
-"""Load balancer (API.md section 9): lib/balancer.py, on CPython and MicroPython."""
+"""Load balancer (API.md section 9): pblib.balancer, on CPython and MicroPython."""
 import micropython
 
 from lbsite import ROTS, car, cyc, gmask, mk, sums, why

@@ -1,5 +1,5 @@
 """Load balancer: the other load from readings of different moments, offline
-shares, rotation by energy, idle cars (lib/balancer*.py), on CPython and
+shares, rotation by energy, idle cars (pblib.balancer), on CPython and
 MicroPython. A module of its own so that each test module compiles from source
 within MicroPython's 96 KB test heap."""
 from lbsite import car, cyc, mk, why

@@ -1,6 +1,6 @@
 """httpd's pure parts: head parsing, percent-decoding, auth, Request, HTTPError, File (CPython and MicroPython)."""
 import unitcheck as check
-import httpd
+from pblib import httpd
 
 # ---- parse_head ---------------------------------------------------------------------
 

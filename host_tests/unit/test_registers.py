@@ -1,5 +1,5 @@
 """Register codec and maps (API.md §1, REGISTERS.md) on both interpreters."""
-import registers as r
+from pblib import registers as r
 from unitcheck import raises
 
 METER_KEYS = ("8000d 8002 8003 8004 8006 8007 8008s 8016s 8040 8041 8042d 8044 8045 8046 "
@@ -55,9 +55,14 @@ def test_encode_roundtrip_and_ranges():
         assert got == want, (kind, v, got)
     r.encode(buf, 0, "", 1, -1)
     assert buf[0] == 0xFF and buf[1] == 0xFF
-    for kind, regs, v in (("", 1, 65536), ("", 1, -32769), ("d", 2, 1 << 32), ("q", 4, 1 << 64), ("", 1, True)):
+    for kind, regs, v in (("", 1, 65536), ("", 1, -32769), ("d", 2, 1 << 32), ("q", 4, 1 << 64), ("", 1, True),
+                          # d and q are signed: what does not read back as written is out of range
+                          ("d", 2, 0x80000000), ("d", 2, 4294967295), ("q", 4, 1 << 63), ("d", 2, -0x80000001)):
         e = raises(r.CodecError, r.encode, buf, 0, kind, regs, v)
         assert e.args[0] == "value out of range"
+    for kind, regs, v in (("d", 2, 0x7FFFFFFF), ("d", 2, -0x80000000), ("q", 4, (1 << 63) - 1), ("q", 4, -(1 << 63))):
+        r.encode(buf, 0, kind, regs, v)
+        assert r.decode(buf, 0, kind, regs) == v, (kind, v)
     r.encode(buf, 0, "s", 4, "abc")
     assert bytes(buf) == b"abc\x00\x00\x00\x00\x00"
     assert raises(r.CodecError, r.encode, buf, 0, "s", 2, "abcde").args[0] == "value out of range"
@@ -84,7 +89,10 @@ def test_parse_values_and_ints():
     assert r.parse_values("[ -1 , 2]") == [-1, 2]
     assert r.parse_int("-5") == -5
     assert r.parse_int("+5") == 5
-    for bad in ("", "[]", "[1,,2]", "7,8", "[a]", "[1.5]", "[1"):
+    # a decimal fraction is dropped toward zero (INTEGRATIONS.md §1: clients build values from floats)
+    assert (r.parse_int("7.0"), r.parse_int("-7.9"), r.parse_int("8029.999999999999"), r.parse_int("5.")) == (7, -7, 8029, 5)
+    assert r.parse_values("[1.5, 2.0]") == [1, 2]
+    for bad in ("", "[]", "[1,,2]", "7,8", "[a]", "[1.x]", "[1"):
         assert raises(r.CodecError, r.parse_values, bad).args[0] == "bad value", bad
-    for bad in ("", "x", "1.0", "0x10", "--1", " "):
+    for bad in ("", "x", ".5", "1.0.0", "1.e5", "0x10", "--1", " ", "1.-0"):
         assert raises(r.CodecError, r.parse_int, bad).args[0] == "bad value", bad

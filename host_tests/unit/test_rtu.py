@@ -1,5 +1,5 @@
 """RTU framing and CRC: exact bytes on the wire (CPython and MicroPython)."""
-import rtu
+from pblib import rtu
 
 
 def hexs(b, n=None):

@@ -1,7 +1,7 @@
-"""Charging rules (API.md section 8): lib/rules.py and how the balancer applies
-them, on CPython and MicroPython."""
-import reasons
-import rules
+"""Charging rules (API.md section 8): the reference (rules_ref.py) and how the
+balancer applies them, on CPython and MicroPython."""
+import rules_ref as rules
+from pblib import reasons
 from lbsite import car, cyc, mk, why
 
 # the balancer's / rules' private constants (const-folded away on MicroPython)
@@ -126,8 +126,10 @@ def test_gate_zero_udur_and_fresh_session():
 def test_reason_texts():
     t = reasons.reason_text
     assert t(0) == "" and t(1) == "no vehicle" and t(13) == "max_total_current L3"
-    assert t(22) == "paused: vehicle idle" and t(23) == "rule 1" and t(33) == "rule 11+"
-    assert t(34) == "rule 1 (solar)" and t(46) == "user rule 2" and t(66) == "user rule 11+ (solar)"
+    assert t(22) == "paused: vehicle idle" and t(23) == "phase switching" and t(24) == "max_phase_skew"
+    assert t(25) == "paused: phase skew"
+    assert t(26) == "rule 1" and t(36) == "rule 11+"
+    assert t(37) == "rule 1 (solar)" and t(49) == "user rule 2" and t(69) == "user rule 11+ (solar)"
 
 
 def test_rules_cap_and_reasons():

@@ -1,8 +1,8 @@
 """The watchdog feeds machine.WDT only while the control loop completes cycles
-(CPython and MicroPython; the asyncio task itself: host_tests/test_esp32_watchdog.py)."""
+(CPython and MicroPython; the asyncio task itself: host_tests/board/test_esp32_watchdog.py)."""
 import time
 
-import watchdog
+from pbctl.board import watchdog
 
 
 class Wdt:

@@ -1,0 +1,27 @@
+"""One owner of the charging limits (issue 12): a write pass never mixes two
+decisions, whatever requests arrive at its awaits.
+
+host_tests/mpy/scripts/control_owner.py runs the firmware's control.Control
+(the .mpy build) under MicroPython with a fake bus that hands in a request —
+override cap, integration cap and enable, configuration change — at every
+write, and checks every written limit against its pass's decision (see the
+script). The same from the outside, on the wire: tests/e2e/test_owner.py.
+"""
+import os
+import subprocess
+
+import mpybuild
+from simrun import ROOT, micropython_bin
+
+SCRIPT = os.path.join(ROOT, "host_tests", "mpy", "scripts", "control_owner.py")
+
+
+def test_a_write_pass_never_mixes_two_decisions():
+    out = mpybuild.build(os.path.join(ROOT, "build", "host"), "HOST")
+    env = dict(os.environ, MICROPYPATH=out + ":.frozen", PBCTL_TTY="/dev/null")
+    r = subprocess.run([micropython_bin(), "-X", "heapsize=128k", SCRIPT], capture_output=True, text=True,
+                       env=env, cwd=ROOT, timeout=60)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0 and out.startswith("OK "), out
+    passes, writes = map(int, out.split()[1:3])
+    assert passes >= 13 and writes >= 12, out
