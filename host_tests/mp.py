@@ -2,6 +2,7 @@
 MicroPython programs they run (mpy/scripts/) and the fake modules those need
 (mpy/fakes/) are (host_tests/README.md)."""
 import os
+import socket
 import subprocess
 
 from simrun import ROOT, micropython_bin, micropython_env  # noqa: F401
@@ -39,3 +40,34 @@ def run(args, extra_dirs=(), timeout=120, heap=HEAP, env=None, built=False):
     e.update(env or {})
     cmd = [micropython_bin(), "-X", "heapsize=" + heap] + list(args)
     return subprocess.run(cmd, cwd=ROOT, env=e, capture_output=True, text=True, timeout=timeout)
+
+
+def free_ports(n=1):
+    """n free loopback TCP ports (bound together, so they differ)."""
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        socks.append(s)
+    ports = [s.getsockname()[1] for s in socks]
+    for s in socks:
+        s.close()
+    return ports
+
+
+def free_port():
+    return free_ports()[0]
+
+
+def read_all(c):
+    """Everything a peer sends until it closes (or resets) the connection."""
+    chunks = []
+    while True:
+        try:
+            b = c.recv(65536)
+        except ConnectionResetError:
+            break
+        if not b:
+            break
+        chunks.append(b)
+    return b"".join(chunks)

@@ -18,19 +18,12 @@ import urllib.parse
 import pytest
 
 import mp
+from mp import free_port, free_ports, read_all  # noqa: F401
 import mpybuild
 
 HELLO = os.path.join(mp.ROOT, "tools", "bench", "hello_httpd.py")
 TIMEOUT_S = 3.0  # Server's default read_timeout_ms
 BIG = 40000  # static file streamed in 2 KB chunks
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 @pytest.fixture(scope="module")
@@ -87,19 +80,6 @@ class Srv:
         head = "POST %s HTTP/1.1\r\nHost: x\r\nContent-Type: %s\r\nContent-Length: %d\r\n%s\r\n" % (
             target, ctype, len(body), extra)
         return self.raw(head.encode() + body)
-
-
-def read_all(c):
-    chunks = []
-    while True:
-        try:
-            b = c.recv(65536)
-        except ConnectionResetError:
-            break
-        if not b:
-            break
-        chunks.append(b)
-    return b"".join(chunks)
 
 
 def split(resp):

@@ -21,22 +21,11 @@ import pytest
 from pymodbus.client import AsyncModbusTcpClient, ModbusTcpClient
 
 import mp
+from mp import free_port, free_ports, read_all  # noqa: F401
 
 SCRIPT = os.path.join(mp.ROOT, "host_tests", "mpy", "scripts", "mbtcp_server.py")
 STATS = ("mem", "requests", "exceptions", "refused", "malformed", "timeouts", "idle", "throttled", "dropped",
          "lag_max", "lag_rounds", "slots")
-
-
-def free_ports(n):
-    socks = []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-    ports = [s.getsockname()[1] for s in socks]
-    for s in socks:
-        s.close()
-    return ports
 
 
 class Srv:
@@ -88,19 +77,6 @@ class Srv:
     def stop(self):
         self.p.kill()
         self.p.wait(5)
-
-
-def read_all(c):
-    chunks = []
-    while True:
-        try:
-            b = c.recv(65536)
-        except ConnectionResetError:
-            break
-        if not b:
-            break
-        chunks.append(b)
-    return b"".join(chunks)
 
 
 def recv_n(c, n):

@@ -26,6 +26,7 @@ import time
 import pytest
 
 import mp
+from mp import free_port
 
 SCRIPT = os.path.join(mp.ROOT, "host_tests", "mpy", "scripts", "mqtt_client.py")
 MOSQUITTO = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if os.path.exists("/usr/sbin/mosquitto") else None)
@@ -40,14 +41,6 @@ if not MOSQUITTO or paho is None:
     print("\nMQTT client tests skip: %s (run `make mqtt-broker` as root)" % (
         "no mosquitto broker" if not MOSQUITTO else "no paho-mqtt"))
     pytestmark = pytest.mark.skip(reason="no mosquitto" if not MOSQUITTO else "no paho-mqtt")
-
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 class Broker:
