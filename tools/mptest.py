@@ -5,10 +5,14 @@ Every module-level callable named test_* is run; an `async def` test is run
 with asyncio.run. Prints one line per failure and a closing
 "N passed, N failed" line; exits 1 on any failure.
 """
+import gc
 import sys
 
 
 def _run_one(fn):
+    # the runner plays the application: it collects before each test, so a
+    # test starts on the heap a fresh request would (libraries never collect)
+    gc.collect()
     r = fn()
     if hasattr(r, "send"):  # coroutine (a generator object on MicroPython)
         import asyncio
