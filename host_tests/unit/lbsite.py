@@ -30,7 +30,7 @@ class Site(Balancer):
         self.cur = [0] * (3 * n)
         self.rules_e = [None] * n
         self.rules_u = [None] * n
-        self.sw = [0] * n  # phase switching: bit 0 auto, bit 1 relay on one phase, bit 2 busy
+        self.sw = [0] * n  # phase switching: bit 0 auto, bit 1 relay on one phase, bit 2 busy, 3/4 wish 1/3
         self.busy = [0] * n  # cycles left of a switching sequence
 
     def balance(self, t):
@@ -90,8 +90,8 @@ def cyc(b, t, house=(0, 0, 0), draw=None, grid=True, cph=None, force=None, seq=3
         if b.busy[i]:
             b.busy[i] -= 1
             if not b.busy[i]:  # relay switched, sequence done
-                b.sw[i] = (b.sw[i] ^ 2) & 3
-        elif b.sw[i] & 1 and b.want_1p[i] != b.sw[i] >> 1 & 1 and seq:
+                b.sw[i] = (b.sw[i] ^ 2) & 27
+        elif b.sw[i] & 25 and b.want_1p[i] != b.sw[i] >> 1 & 1 and seq:
             b.busy[i] = seq
             b.sw[i] |= 4
 

@@ -215,7 +215,7 @@ def _busy(n):
     b = mk(n, 32000 if n <= 8 else 100000, reserve_current=1000, max_phase_skew=12000, solar_shift=1)
     for i in range(n):
         car(b, i, ph=(7, 1, 0, 7, 4)[i % 5], prio=1 + i % 3, rot=i % 6, mx=(16000, 32000)[i % 2], e=i * 700)
-        b.sw[i] = AUTO if i % 5 in (0, 2, 3) else 0
+        b.sw[i] = (AUTO, 0, AUTO | 16, AUTO | 8, 0)[i % 5]  # automatic, with a wish for three / one
     b.rules_e[0] = [SOLAR]
     b.rules_e[3] = [{"days": 127, "mode": 2, "udur": 30}]
     b.phase_switch_min_ms = 20000
@@ -242,3 +242,60 @@ def test_steady_state_cycle_allocates_nothing():
         for p in range(3):
             assert s[p] <= b.budget[p]
         assert max(b.limit) > 0
+
+
+# ---- phase wish (devices.Evse.phase_wish: an energy manager's relay_select) ----------
+W1 = 8  # set_evse sw bits: wish one phase, wish three phases
+W3 = 16
+
+
+def test_wish_one_phase_switches_at_once_and_stays():
+    b = mk(1, 32000, phase_switch_min_ms=20000)
+    car(b, 0)  # 3-phase car, 6..16 A, plenty of room: automatically it stays on three
+    b.sw[0] = W1  # no automatic switching (phase_switching 0), a wish for one phase
+    cyc(b, 0)
+    assert b.want_1p[0] == 1 and b.limit[0] == 0 and why(b, 0) == "phase switching"
+    t = run(b, 1000, 8000, (0, 0, 0))
+    assert b.sw[0] == W1 | ONE and b.limit[0] == 16000 and b.phases[0] == 1 | 1 << 3
+    t = run(b, t, 400000, (0, 0, 0))  # it stays on one: the wish holds
+    assert b.sw[0] == W1 | ONE and b.limit[0] == 16000
+
+
+def test_wish_three_phases_only_inside_the_fuse_and_min_time():
+    b = mk(1, 10000, phase_switch_min_ms=30000)  # 10 A per phase, house 5 A on L2
+    car(b, 0)
+    b.sw[0] = W3 | ONE  # on one phase, three wished
+    t = run(b, 0, 20000, (0, 5000, 0))  # three would give 5 A < 6 A minimum: stays on one
+    assert b.sw[0] == W3 | ONE and b.want_1p[0] == 1 and b.limit[0] == 10000
+    # room on three, but a switch is a start: it waits for the start window (120 s)
+    # to forget the house's 5 A on L2 (5 buckets of 24 s: 96..120 s after it ended)
+    while b.want_1p[0] == 1 and t < 200000:
+        cyc(b, t)
+        t += 1000
+    assert 20000 + 96000 <= t <= 20000 + 121000, t
+    t = run(b, t, t + 10000, (0, 0, 0))
+    assert b.sw[0] == W3 and b.limit[0] == 10000 and b.phases[0] == 7 | 7 << 3
+    # wish one now: not before phase_switch_min_time from the last request
+    req = t - 10000
+    b.sw[0] = W1
+    while t < req + 29000:
+        cyc(b, t)
+        assert b.want_1p[0] == 0, t
+        t += 1000
+    t = run(b, t, req + 40000, (0, 0, 0))
+    assert b.sw[0] & ONE
+
+
+def test_wish_never_above_the_fuse():
+    b = mk(2, 16000, phase_switch_min_ms=0)
+    car(b, 0)
+    car(b, 1, ph=1)  # a 1-phase car on L1
+    b.sw[0] = W1 | AUTO
+    t = 0
+    for t in range(0, 200000, 1000):
+        cyc(b, t, house=(4000, 0, 0))
+        s = sums(b)
+        assert s[0] + 4000 <= 16000 and max(s) <= 16000, (t, s, list(b.limit))
+    # the wish holds while one phase charges car 0: L1's 12 A go to it (car 1 would
+    # need its minimum + the 2 A start margin)
+    assert b.sw[0] == W1 | AUTO | ONE and list(b.limit) == [12000, 0]

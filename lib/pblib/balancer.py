@@ -91,7 +91,14 @@ comments cost no heap there.
 #                   on a box that reports feature bit 8 (8113); SW_1P 2 = its relay
 #                   is on one phase now (relay_select read back: the EVSE's phases
 #                   are then L1 only, used_phases aside); SW_BUSY 4 = the control
-#                   task is running the switching sequence now
+#                   task is running the switching sequence now; SW_W1 8 / SW_W3 16 =
+#                   a phase wish (devices.Evse.phase_wish 1 / 3, from an energy
+#                   manager) on a box with feature bit 8: a preference inside the
+#                   fuse -- the wished mode is requested (without delay, at most once
+#                   per phase_switch_min_ms) when it admits the car at its minimum as
+#                   a start; in the wished mode the car stays while that mode charges
+#                   it (with SW_AUTO, a mode that cannot charge it falls back to the
+#                   automatic decision; without SW_AUTO it stays)
 #
 # Site parameters (attributes)                                           default
 #   max_total_current       mA per phase, installed limit                  32000
@@ -266,6 +273,9 @@ NR = const(11)
 _SW_AUTO = const(1)  # set_evse sw bits: automatic phase switching allowed
 _SW_1P = const(2)  # the relay is on one phase now
 _SW_BUSY = const(4)  # the control task is switching the relay now
+_SW_W1 = const(8)  # phase wish (devices.Evse.phase_wish): one phase
+_SW_W3 = const(16)  # ... three phases
+_SW_ANY = const(25)  # switching possible: automatic, or a wish
 _U = const(100)  # allocation unit, mA
 _BIG = const(0x3FFFFFFF)
 _SAT = const(0x1FFFFFFF)
@@ -455,7 +465,7 @@ class Balancer:
         f[c + _F_PH] = phase & 7
         f[c + _F_ROT] = r if 0 <= r <= 5 else 0
         f[c + _F_OVR] = flags & 7
-        f[c + _F_SW] = sw & 7
+        f[c + _F_SW] = sw & 31
         w = self._s[i]
         min = (min + _U - 1) // _U
         w[_S_FL] = min if min > 0 else 1
@@ -526,7 +536,7 @@ class Balancer:
             i = f[j]
             c = n + i * _B
             a = f[c + _F_PH]
-            if (f[c + _F_SW] & _SW_AUTO and not f[c + _F_C1] and (a == 0 or a == 7) and S[i][_S_K1] & 7 < 4
+            if (f[c + _F_SW] & _SW_ANY and not f[c + _F_C1] and (a == 0 or a == 7) and S[i][_S_K1] & 7 < 4
                     and (x < 0 or (i - k) % n < (x - k) % n)):
                 x = i
         if x < 0:
@@ -566,11 +576,18 @@ class Balancer:
         n = self.n
         g = S[n]
         c = n + i * _B
-        one = self._f[c + _F_SW] >> 1 & 1
+        sw = self._f[c + _F_SW]
+        one = sw >> 1 & 1
         fl = w[_S_FL]
         a = w[_S_AL] if w[_S_RCUR] >= fl * _U else 0  # this mode (0: it cannot charge)
         x = w[_S_ALT]  # the other mode
-        if one:  # three phases when that gives it more, after _PSW_UP
+        y = sw >> 3 & 3  # the phase wish: 1 one phase, 2 three (3: both bits, none)
+        if 0 < y < 3 and (one == y - 1 or a or not sw & _SW_AUTO):
+            # the wished mode where it charges the car (no delay); in it, stay while
+            # it charges the car (without phase_switching 1: always)
+            ok = one == y - 1 and x >= fl
+            d = 0
+        elif one:  # three phases when that gives it more, after _PSW_UP
             ok = x >= fl + _PSW_H and 3 * x >= a + _MU
             d = _PSW_UP
         else:  # one phase when three cannot charge it, after the udur of its rules
@@ -798,14 +815,14 @@ class Balancer:
             one = sw >> 1 & 1
             x = 0  # switching: the car stops; the phases of both modes
             if sw | f[c + _F_SWP] | wp[i]:  # (nothing to do for an EVSE that never switches)
-                g[_G_PSWA] += sw & _SW_AUTO
+                g[_G_PSWA] += 1 if sw & _SW_ANY else 0
                 a = w[_S_PSWT] + dt
                 a = w[_S_PSWT] = a if a < _SAT else _SAT
                 if (sw ^ f[c + _F_SWP]) & _SW_1P:  # the relay switched: detection, udur gate, draw cap afresh
                     f[c + _F_DET] = f[c + _F_UD] = 0
                     w[_S_DETMS] = w[_S_DCAP] = 0
                 x = wp[i]
-                if (not sw & _SW_AUTO or st <= 1 or st >= 5 or not f[c + _F_EN] or f[c + _F_OVR] & 1
+                if (not sw & _SW_ANY or st <= 1 or st >= 5 or not f[c + _F_EN] or f[c + _F_OVR] & 1
                         or not sw & _SW_BUSY and (f[c + _F_SWP] & _SW_BUSY or a >= _PSW_WAIT)):
                     x = one  # no request now; one that failed or was not taken up lapses
                 wp[i] = x
