@@ -58,9 +58,12 @@ meter_timeout i 1 3600 10
 failsafe_current i -1 80000 -1
 rotation_time i 60 86400 900
 http_timeout i 1 3600 30
-api_read_auth b 0 0 0"""
+api_read_auth b 0 0 0
+phase_switch_min_time i 0 86400 300
+max_phase_skew i 0 1000000 0"""
 # overdraft_cur is read-only and may only be reset to 0; failsafe_current -1 =
-# each EVSE's minimum; meter_timeout, rotation_time, http_timeout in s.
+# each EVSE's minimum; meter_timeout, rotation_time, http_timeout in s;
+# phase_switch_min_time s, max_phase_skew mA (0 = off; INTEGRATIONS.md §5).
 
 _DEVICE = """device_enabled n 0 1 1
 name s 0 32 
@@ -86,7 +89,8 @@ group i 0 100 0
 ocpp_gateway_client_id s 0 32 
 phase_rotation i 0 5 0
 soft_meter i 0 100000000 0
-users u 0 8 """
+users u 0 8 
+phase_switching i 0 1 0"""
 
 METER = _DEVICE + """
 is_va b 0 0 0

@@ -39,6 +39,10 @@ from pbctl import devices
 
 _CUR_LIMIT = const(8093)
 _ENABLE = const(8094)
+_RELAY = const(8087)  # relay_select: 0 three phases, 1 one phase (volatile)
+_NO_LOAD = const(1000)  # mA: "the car draws < 1 A" (INTEGRATIONS.md §5)
+_PSW_STOP_MS = const(10000)  # at most this long for the car to stop before the relay
+_PSW_SETTLE_MS = const(5000)  # after the relay, before charging_enable 1
 _OFFLINE = const(6)
 _SOFT_SAVE_MS = const(300000)  # energy estimates go to flash at most every 5 minutes
 _MAX_REQUESTS = const(16)
@@ -81,6 +85,8 @@ class Control:
         self.avail_power = 0  # W the EVSEs may use now
         self.max_evse_power = 0  # W at the configured limits
         self.writes = 0
+        self.switches = 0  # relay switches written (phase switching)
+        self.switch_aborts = 0  # sequences given up: the car did not stop in time
         self.errors = 0  # exceptions in a pass (a bug), printed
         self.oom = 0  # passes the heap ran short in
         self._http = False  # this pass applied an HTTP meter's reading
@@ -201,6 +207,9 @@ class Control:
                 self.soft_meters(now)
                 due = time.ticks_add(t0, self.site.params["cycle_time"])
             left = time.ticks_diff(due, now)
+            for e in self.slot:  # a phase switch's 5 s after the relay end on time
+                if e is not None and e.psw == 2:
+                    left = min(left, _PSW_SETTLE_MS - time.ticks_diff(now, e.psw_ms))
             if left > 0 and not self._req:
                 try:
                     await asyncio.wait_for_ms(self._wake.wait(), left)
@@ -448,6 +457,8 @@ class Control:
         lb.rotation_ms = p["rotation_time"] * 1000
         lb.disable_policy = p["disable_policy"]
         lb.lb_enabled = p["lb_enabled"]
+        lb.phase_switch_min_ms = p["phase_switch_min_time"] * 1000
+        lb.max_phase_skew = p["max_phase_skew"]
         t = time.localtime()
         lb.weekday = t[6]
         lb.minute = t[3] * 60 + t[4]
@@ -472,9 +483,14 @@ class Control:
                 o |= 1  # balancer OVR_OFF: this EVSE needs an authorised user first
             rules = c["charging_rules"]
             cur = e.cur
+            sw = 0  # balancer sw bits: auto 1, relay on one phase 2, sequence running 4, wish 8 / 16
+            if e.features & 0x100:  # only a box that reports 1p/3p switching (8113 bit 8)
+                w = e.phase_wish
+                sw = (c["phase_switching"] == 1) | e.relay << 1 | (e.psw > 0) << 2 | (
+                    8 if w == 1 else (16 if w == 3 else 0))
             lb.set_evse(i, e.state, c["device_enabled"], c["used_phases"], c["phase_rotation"],
                         c["min_charging_cur"], mx, c["prio"], c["pause_min_time"] * 1000, o, e.cap(),
-                        e.session_wh(), cur[0], cur[1], cur[2], rules if rules else None, e.user_rules)
+                        e.session_wh(), cur[0], cur[1], cur[2], rules if rules else None, e.user_rules, sw)
 
     def decide(self, now):
         lb = self.lb
@@ -511,9 +527,19 @@ class Control:
         bus = self.bus
         slot = self.slot
         want = self._want
+        w1p = self.lb.want_1p
         for i in range(len(slot)):
             e = slot[i]
-            if e is None or not e.rtu or e.state == _OFFLINE:
+            if e is None or not e.rtu:
+                continue
+            if e.psw or (w1p[i] != e.relay and e.features & 0x100 and e.state != _OFFLINE):
+                if not lower_only:
+                    try:
+                        await self._phase_step(e, w1p[i])
+                    except rtu.ModbusError:
+                        pass  # counted; the next pass tries again
+                continue
+            if e.state == _OFFLINE:
                 continue
             reg = want[i] // 100
             if lower_only and e.dev_limit >= 0 and reg * 100 >= e.dev_limit:
@@ -531,6 +557,48 @@ class Control:
                     self.writes += 1
             except rtu.ModbusError:
                 pass  # counted; the next cycle compares again
+
+
+    async def _phase_step(self, e, one):
+        """The phase switching sequence (INTEGRATIONS.md §5), a step per pass:
+        charging_enable 0 -> a reading after it shows the car draws < 1 A (at
+        most 10 s, else it is given up: the balancer's request lapses and the
+        car goes on in its mode) -> relay_select -> 5 s -> the sequence ends and
+        the next pass (at once) writes the limit and charging_enable 1. The
+        relay is never written while current flows. one: the mode the balancer
+        wants (want_1p)."""
+        now = time.ticks_ms()
+        s = e.slave()
+        if not e.psw:
+            if e.dev_enable != 0:
+                await self.bus.write1(s, _ENABLE, 0, True)
+                e.dev_enable = 0
+                self.writes += 1
+            e.psw = 1
+            e.psw_ms = now
+            return
+        t = time.ticks_diff(now, e.psw_ms)
+        if e.psw == 1:
+            c = e.cur
+            if one == e.relay:  # the request lapsed (unplugged, disabled, ...)
+                e.psw = 0
+            elif (e.state != _OFFLINE and time.ticks_diff(e.last_ms, e.psw_ms) > 0
+                  and max(c) < _NO_LOAD and min(c) > -_NO_LOAD):
+                await self.bus.write1(s, _RELAY, one, True)
+                e.relay = one
+                e.psw = 2
+                e.psw_ms = now
+                self.writes += 1
+                self.switches += 1
+            elif t >= _PSW_STOP_MS:
+                e.psw = 0
+                self.switch_aborts += 1
+                print("pbctl: phase switch of %s given up: the car did not stop" % e.dev_id)
+            if not e.psw:
+                self._wake.set()  # decide again now
+        elif t >= _PSW_SETTLE_MS:
+            e.psw = 0
+            self._wake.set()  # the next pass decides in the new mode and enables
 
 
 def add3(acc, cur):

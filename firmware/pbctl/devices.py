@@ -38,6 +38,8 @@ _COMMON = const(8000)  # 32 registers: vendor .. name
 _VOLTAGE = const(8045)
 _ENERGY = const(8058)  # energy q, power d, current_l1..l3 d: 12 registers
 _CP_STATE = const(8092)  # cp_state, charging_cur_limit, charging_enable
+_RELAY = const(8087)  # relay_select: 0 three phases, 1 one phase (volatile)
+_FEATURES = const(8113)  # bit 8: 1p/3p switching available
 _OFFLINE = const(6)
 # EVSE state (API.md §2) from cp_state: 0→1, 1→2, 2→3, 3→4, 4/5→5
 _STATES = b"\x01\x02\x03\x04\x05\x05"
@@ -139,7 +141,17 @@ class Device:
             d = await bus.read(s, _VOLTAGE, 3, True)
             for i in range(3):
                 self.voltage[i] = _word(d, 2 * i)
+            if self.is_evse:
+                try:  # read once (INTEGRATIONS.md §5: only a box with bit 8 is switched)
+                    self.features = _word(await bus.read(s, _FEATURES, 1, True), 0)
+                except rtu.ModbusError as e:
+                    if e.kind != rtu.EXCEPTION:
+                        self.model = ""  # (read all of it again next time)
+                        raise
+                    self.features = 0  # a box without the register cannot switch
         if self.is_evse:
+            if self.features & 0x100:  # the relay, read back (a reset box is on three again)
+                self.relay = _word(await bus.read(s, _RELAY, 1, True), 0)
             d = await bus.read(s, _CP_STATE, 3, True)
             cp = _word(d, 0)
             self.dev_limit = _word(d, 2) * 100
@@ -208,6 +220,16 @@ class Evse(Device):
         self.dev_limit = -1  # charging_cur_limit read back from the box, mA
         self.dev_enable = -1  # charging_enable read back
         self.max_http = 0  # HTTP EVSE: the max_charging_current it reported
+        # phase switching (INTEGRATIONS.md §5): features (8113, read at the first
+        # poll; 0 until then and on an HTTP EVSE), relay_select read back (1 one
+        # phase), the wish of an integration (0 none, 1, 3), the control task's
+        # switching sequence (psw: 0 none, 1 charging_enable 0 written at psw_ms,
+        # 2 relay_select written at psw_ms)
+        self.features = 0
+        self.relay = 0
+        self.phase_wish = 0
+        self.psw = 0
+        self.psw_ms = now
         # balancer decision
         self.limit = 0
         self.paused = False

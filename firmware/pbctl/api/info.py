@@ -61,7 +61,8 @@ def info(dev, now):
             ov |= 1 << "CEU".find(f)
         yield "," + members(["current_l1", cur[0], "current_l2", cur[1], "current_l3", cur[2],
                              "charging_cur", dev.limit, "limit_reason", reason(dev.reason), "user", dev.user,
-                             "overrides", ov] + (["ov_cur", dev.ov_mamps] if dev.ov_mamps else [])) + "}"
+                             "overrides", ov, "phase_mode", (dev.relay and 1 or 3) if dev.features & 0x100 else 0]
+                            + (["ov_cur", dev.ov_mamps] if dev.ov_mamps else [])) + "}"
     else:
         v = dev.voltage
         yield "," + members(["is_va", c["is_va"], "invert", c["invert"], "import", dev.energy,
@@ -87,7 +88,8 @@ def params(app):
     # beyond the vendor's sample: the balancer's own settings
     yield "," + members(["meter_timeout", p["meter_timeout"], "failsafe_current", p["failsafe_current"],
                          "rotation_time", p["rotation_time"], "http_timeout", p["http_timeout"],
-                         "api_read_auth", p["api_read_auth"]])
+                         "api_read_auth", p["api_read_auth"], "phase_switch_min_time", p["phase_switch_min_time"],
+                         "max_phase_skew", p["max_phase_skew"]])
 
 
 async def get_dev_info(app, req):
@@ -154,6 +156,7 @@ async def sys_info(app, req):
         "cycles": app.control.cycles,
         "cycle_ms": app.control.cycle_ms,
         "control_oom": app.control.oom,
+        "phase_switches": app.control.switches, "phase_switch_aborts": app.control.switch_aborts,
         # the HTTP server's refusals: slots full, slow heads dropped for others, shed for the heap reserve
         "http": {"refused": app.server.refused, "evicted": app.server.evicted, "shed": app.server.shed,
                  "timeouts": app.server.timeouts, "dropped": app.server.dropped},
