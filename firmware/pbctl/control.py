@@ -207,9 +207,9 @@ class Control:
                 self.soft_meters(now)
                 due = time.ticks_add(t0, self.site.params["cycle_time"])
             left = time.ticks_diff(due, now)
-            for e in self.slot:  # a phase switch's 5 s after the relay end on time
-                if e is not None and e.psw == 2:
-                    left = min(left, _PSW_SETTLE_MS - time.ticks_diff(now, e.psw_ms))
+            for d in self.slot:  # a phase switch's 5 s after the relay end on time
+                if d is not None and d.psw == 2:
+                    left = min(left, _PSW_SETTLE_MS - time.ticks_diff(now, d.psw_ms))
             if left > 0 and not self._req:
                 try:
                     await asyncio.wait_for_ms(self._wake.wait(), left)
