@@ -208,7 +208,8 @@ comments cost no heap there.
 # and one can, after the udur of its deciding rule (none: at once); three again
 # when three give it at least its minimum + 300 mA and more power than one
 # (3 x that >= its share on one + 2000 mA), after 60 s. At most one request per
-# phase_switch_min_ms. From the request until the sequence is done the car has
+# phase_switch_min_ms (the condition's time counts meanwhile: room that has lasted
+# 60 s when the min time is over switches then). From the request until the sequence is done the car has
 # limit 0, is not paused (it goes on after it, as a running car), its minimum is
 # reserved on the phases of the mode it goes to, and its draw is held for the
 # follow time on the phases of both modes.
@@ -593,9 +594,11 @@ class Balancer:
         else:  # one phase when three cannot charge it, after the udur of its rules
             ok = a == 0 and x >= fl
             d = w[_S_UDL] if w[_S_RCUR] < _BIG else 0
-        if ok and w[_S_PSWT] >= self.phase_switch_min_ms:
+        if ok:  # (the condition's time counts inside phase_switch_min_ms too)
             v = w[_S_PSWC] + g[_G_DT]
-            if v >= d:  # the request: the car stops now (not paused); what it may still
+            v = v if v < _SAT else _SAT
+            if v >= d and w[_S_PSWT] >= self.phase_switch_min_ms:
+                # the request: the car stops now (not paused); what it may still
                 # draw stays reserved for the follow time (the hold, as for any lowering)
                 self.want_1p[i] = 1 - one
                 w[_S_PSWT] = v = 0
