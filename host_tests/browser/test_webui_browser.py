@@ -157,12 +157,13 @@ def test_dashboard_tiles_show_what_get_dev_info_says(page):
         info = sim.get("cmd=get_dev_info")[1]
         wait(d, lambda: len(css(d, "#tiles [data-dev]")) == len(info["devices"]), what="a tile per device")
         evse_fields = ["state", "current_l1", "current_l2", "current_l3", "cur_charging_power", "total_energy",
-                       "charging_cur", "limit_reason", "paused", "user"]
+                       "charging_cur", "limit_reason", "paused", "user", "phases"]
         meter_fields = ["role", "power_w", "current_l1", "current_l2", "current_l3", "import", "export"]
         for dev in info["devices"]:
             tile = css(d, '#tiles [data-dev="%s"]' % dev["dev_id"])[0]
             shown = {e.get_attribute("data-f"): e for e in css(d, "[data-f]", tile)}
-            want = evse_fields + (["pause_time"] if dev.get("paused") else []) if dev["is_evse"] else meter_fields
+            want = (evse_fields + (["pause_time"] if dev.get("paused") else [])
+                    + (["phase_mode"] if dev.get("phase_mode") else [])) if dev["is_evse"] else meter_fields
             assert sorted(shown) == sorted(want), dev["dev_id"]
             for f in want:
                 assert shown[f].get_attribute("data-v") == jsval(dev[f]), (dev["dev_id"], f)
@@ -175,6 +176,10 @@ def test_dashboard_tiles_show_what_get_dev_info_says(page):
                 assert shown["state"].text == ["?", "waiting for EV", "EV present", "charging",
                                                "charging, ventilation", "error", "offline"][dev["state"]]
                 assert shown["limit_reason"].text == (dev["limit_reason"] or "—")
+                assert shown["phases"].text == ("+".join("L%d" % i for i in (1, 2, 3) if dev["phases"] >> i - 1 & 1)
+                                                or "—")
+                if dev["phase_mode"]:
+                    assert shown["phase_mode"].text == "%d-phase mode" % dev["phase_mode"]
             else:
                 assert shown["import"].text == "%.2f" % (dev["import"] / 1000)
         # the header: total current per phase against max_total_current

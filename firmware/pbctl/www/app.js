@@ -119,6 +119,9 @@ function tile(x) {
     row("Power", val("cur_charging_power", x.cur_charging_power, kw(x.cur_charging_power)) + " kW");
     row("Energy", val("total_energy", x.total_energy, kwh(x.total_energy)) + " kWh");
     row("Limit", val("charging_cur", x.charging_cur, amps(x.charging_cur)) + " A");
+    // phases in use (bit field) and, where the box can switch, its relay (phase_mode 1 / 3)
+    row("Phases", val("phases", x.phases, [1, 2, 3].filter(i => x.phases >> (i - 1) & 1).map(i => "L" + i)
+      .join("+") || "—") + (x.phase_mode ? " · " + val("phase_mode", x.phase_mode, x.phase_mode + "-phase mode") : ""));
     row("Why", val("limit_reason", x.limit_reason, x.limit_reason || "—"));
     row("Paused", val("paused", x.paused, x.paused ? "yes" : "no") +
       (x.paused ? ", " + val("pause_time", x.pause_time, x.pause_time) + " s (min " + x.pause_min_time + " s)" : ""));
@@ -256,6 +259,8 @@ const PARAMS = [
   ["rotation_time", "Rotation time of paused EVSEs (s)", "i"],
   ["http_timeout", "Timeout of HTTP input devices (s)", "i"],
   ["api_read_auth", "Reading the API needs the admin login", "b"],
+  ["phase_switch_min_time", "Min. time between two phase switches of an EVSE (s)", "i"],
+  ["max_phase_skew", "Max. phase skew (A, 0 = off)", "A"],
 ];
 const DEVICE = [
   ["name", "Name", "s"], ["device_enabled", "Enabled", "b"], ["desc", "Description", "s"],
@@ -269,6 +274,7 @@ const EVSE = [
     [[0, "L1 L2 L3"], [1, "L2 L3 L1"], [2, "L3 L1 L2"], [3, "L1 L3 L2"], [4, "L2 L1 L3"], [5, "L3 L2 L1"]]],
   ["battery_save_threshold", "Stop below (A, 0 = off)", "A"], ["group", "Group", "i"],
   ["fixed_rfid", "Fixed RFID", "s"], ["enable_snooze", "Snooze", "b"], ["enable_wakeup", "Wake-up", "b"],
+  ["phase_switching", "Phase switching 1p/3p (where the box can)", "o", [[0, "off"], [1, "automatic"]]],
   ["users", "Users allowed (ids, empty = anybody)", "u"], ["charging_rules", "Charging rules", "rules"],
 ];
 const METER = [["role", "Role", "o", ROLES.map((r, i) => [i, r])], ["invert", "Invert", "b"], ["is_va", "Values in VA", "b"]];
@@ -584,7 +590,7 @@ function start() {
   $("#dev-add").onclick = () => editDevice(Object.assign({ dev_type: $("#dev-type").value, device_enabled: 1,
     used_phases: 0, charging_rules: [], users: [] }, { name: "", desc: "", address: "", id: 1, label: "",
     min_charging_cur: 6000, max_charging_cur: 16000, prio: 1, pause_min_time: 300, attach: "",
-    phase_rotation: 0, battery_save_threshold: 0, group: 0, fixed_rfid: "", enable_snooze: true,
+    phase_rotation: 0, phase_switching: 0, battery_save_threshold: 0, group: 0, fixed_rfid: "", enable_snooze: true,
     enable_wakeup: true, role: 0, invert: false, is_va: false }));
   $("#dev-edit").onsubmit = saveDevice;
   $("#dev-edit").onclick = editorClick;
