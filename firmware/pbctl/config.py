@@ -58,7 +58,11 @@ meter_timeout i 1 3600 10
 failsafe_current i -1 80000 -1
 rotation_time i 60 86400 900
 http_timeout i 1 3600 30
-api_read_auth b 0 0 0"""
+api_read_auth b 0 0 0
+modbus_tcp i 0 2 0
+modbus_tcp_port i 1 65533 4701"""
+# modbus_tcp: 0 off, 1 read-only, 2 reads and control writes (INTEGRATIONS.md
+# §2); modbus_tcp_port: base port (base+1, base+2 also listen).
 # overdraft_cur is read-only and may only be reset to 0; failsafe_current -1 =
 # each EVSE's minimum; meter_timeout, rotation_time, http_timeout in s.
 

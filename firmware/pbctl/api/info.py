@@ -87,7 +87,8 @@ def params(app):
     # beyond the vendor's sample: the balancer's own settings
     yield "," + members(["meter_timeout", p["meter_timeout"], "failsafe_current", p["failsafe_current"],
                          "rotation_time", p["rotation_time"], "http_timeout", p["http_timeout"],
-                         "api_read_auth", p["api_read_auth"]])
+                         "api_read_auth", p["api_read_auth"], "modbus_tcp", p["modbus_tcp"],
+                         "modbus_tcp_port", p["modbus_tcp_port"]])
 
 
 async def get_dev_info(app, req):
