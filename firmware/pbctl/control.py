@@ -170,6 +170,11 @@ class Control:
                 return False
         return True
 
+    def room(self):
+        """Requests the queue takes now (one write of several registers is
+        all or nothing)."""
+        return _MAX_REQUESTS - len(self._req)
+
     def slots(self):
         return len(self.slot)
 

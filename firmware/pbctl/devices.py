@@ -160,7 +160,7 @@ class Device:
             self.static = st
         if self.is_evse:
             d = await bus.read(s, _CP_STATE, 3, True)
-            cp = _word(d, 0)
+            cp = self.cp = _word(d, 0)
             self.dev_limit = _word(d, 2) * 100
             self.dev_enable = _word(d, 4)
         d = await bus.read(s, _ENERGY, 12, True)
@@ -224,6 +224,7 @@ class Evse(Device):
     def __init__(self, dev_type, dev_id, cfg, now):
         super().__init__(dev_type, dev_id, cfg, now)
         self.state = _OFFLINE if self.rtu else 1
+        self.cp = -1  # cp_state (8092) as the box sent it, -1 before its first reading
         self.dev_limit = -1  # charging_cur_limit read back from the box, mA
         self.dev_enable = -1  # charging_enable read back
         self.max_http = 0  # HTTP EVSE: the max_charging_current it reported
