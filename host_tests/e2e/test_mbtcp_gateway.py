@@ -17,6 +17,7 @@ import pytest
 from pymodbus.client import ModbusTcpClient
 
 from conftest import assert_clean_log
+from mp import free_base
 from simrun import ADMIN, Sim
 
 JSON = {"Content-Type": "application/json"}
@@ -24,26 +25,6 @@ MAX = 32000
 CYCLE_MS = 1000
 # what the control loop reads every cycle, once the devices are known
 POLLED = {(3, 8058, 12), (3, 8092, 3)}
-
-
-def free_base():
-    """A port p with p, p+1, p+2 free on the loopback."""
-    rnd = random.Random()
-    for _ in range(100):
-        base = rnd.randrange(20000, 60000)
-        socks = []
-        try:
-            for k in range(3):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + k))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no three free ports")
 
 
 def set_params(s, body):
