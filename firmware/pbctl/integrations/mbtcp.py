@@ -33,7 +33,8 @@ the bus: requests to the control task from source 0 (devices.Evse.caps):
 - 8087 relay_select: 1 asks for one phase, 0 for three (devices.Evse.phase_wish;
   phase switching honours it); other values: exc 3.
 - 8086 disconnect_cp: N > 0 s is written to the box by the control task's next
-  pass; 0 does nothing.
+  pass that writes it (as the limits: not while it is offline, never with
+  lb_enabled off); 0 does nothing.
 Any other register, or a meter: exc 2. A fn 16 is checked whole first, then
 queued whole (all or nothing); a full request queue: exc 6. The reply echoes
 once the control pass that applied the request has written (control.settle;
