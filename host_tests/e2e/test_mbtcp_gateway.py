@@ -133,6 +133,8 @@ def test_evcc_sequence_is_answered_from_the_cache(site):
             # unit 0 (the port's own device) and 255 mean the same
             "status0": read(c, 8092, 1, 0), "m_energy255": read(m, 8058, 4, 255),
             "common": read(c, 8000, 32), "voltages": read(m, 8045, 3),
+            # evcc's writes: Enable(true), MaxCurrent(16) in 0.1 A, phases1p3p(3)
+            "enable": write(c, 8094, 1, 1), "max_current": write(c, 8093, 160, 1), "phases": write(c, 8087, 0, 1),
         }
         items = log_since(site, since)
     finally:
@@ -144,6 +146,7 @@ def test_evcc_sequence_is_answered_from_the_cache(site):
         "limit": [160], "m_power": regs(site, 2, 8062, 2), "m_energy": regs(site, 2, 8058, 4),
         "status0": [2], "m_energy255": regs(site, 2, 8058, 4),
         "common": regs(site, 1, 8000, 32), "voltages": [230, 230, 230],
+        "enable": "ok", "max_current": "ok", "phases": "ok",
     }
     if u32(*want["power"]) == -1:  # unknown power: currents x voltages
         want["power"] = [0, 3 * 16 * 230]
@@ -151,6 +154,7 @@ def test_evcc_sequence_is_answered_from_the_cache(site):
     assert u32(*got["m_power"]) >= 3 * 16 * 230  # the grid meter sees the car
     reads = {(i["fn"], i["addr"], i["count"]) for i in items if i["fn"] == 3}
     assert reads <= POLLED, reads  # the control loop's own reads only
+    assert [i for i in items if i["fn"] != 3] == []  # what evcc wrote was in force already
     site.control(cmd="physics", on=True)
     gw = site.get("cmd=sys_info")[1]["links"]["mbtcp"]
     assert gw["mode"] == 2 and gw["port"] == site.base and gw["error"] == ""
