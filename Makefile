@@ -6,6 +6,7 @@ PY     := $(VENV)/bin/python
 MPY    := $(VENV)/bin/micropython
 STAMP  := $(VENV)/.installed-$(shell cksum < requirements.txt | cut -d' ' -f1)
 HTTP_PORT ?= 8080
+MODBUS_TCP_PORT ?= 4701
 PORT   ?= /dev/ttyUSB0
 JOBS   ?= 2
 
@@ -23,7 +24,7 @@ venv: $(STAMP)
 
 ## The main job: firmware under MicroPython on the host against the simulated bus.
 sim: $(STAMP)
-	$(PY) tools/sim.py --http-port $(HTTP_PORT)
+	$(PY) tools/sim.py --http-port $(HTTP_PORT) --modbus-tcp-port $(MODBUS_TCP_PORT)
 
 ## Everything: CPython unit tests, the same suites under MicroPython, e2e,
 ## and the ESP32 API check.

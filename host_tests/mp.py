@@ -59,6 +59,29 @@ def free_port():
     return free_ports()[0]
 
 
+def free_base(n=3):
+    """A port p with p .. p+n-1 all free on the loopback (the Modbus TCP
+    gateway listens on base, base+1, base+2)."""
+    import random
+
+    rnd = random.Random()
+    for _ in range(100):
+        base = rnd.randrange(20000, 60000)
+        socks = []
+        try:
+            for k in range(n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + k))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no %d consecutive free ports" % n)
+
+
 def read_all(c):
     """Everything a peer sends until it closes (or resets) the connection."""
     chunks = []

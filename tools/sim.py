@@ -6,6 +6,7 @@ simulated controller's flash lives in build/sim-flash, so settings survive
 restarts. Ctrl-C stops both processes.
 """
 import argparse
+import json
 import os
 import signal
 import sys
@@ -20,6 +21,8 @@ def main():
     ap.add_argument("--http-port", type=int, default=int(os.environ.get("HTTP_PORT", "8080")))
     ap.add_argument("--baud", type=int, default=9600)
     ap.add_argument("--flash", default=os.path.join(ROOT, "build", "sim-flash"))
+    ap.add_argument("--modbus-tcp-port", type=int, default=int(os.environ.get("MODBUS_TCP_PORT", "4701")),
+                    help="Modbus TCP gateway base port (0: leave it as configured)")
     ap.add_argument("--scenario", default=os.path.join(ROOT, "tools", "scenarios", "default.json"))
     a = ap.parse_args()
     os.makedirs(a.flash, exist_ok=True)
@@ -28,10 +31,21 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         sim.start()
+        mb = ""
+        if a.modbus_tcp_port:
+            # the gateway on (read and control writes), like a Power Brain: wallbox at the base
+            # port, meters at +1 and +2 (README "Modbus TCP")
+            body = json.dumps({"modbus_tcp": 2, "modbus_tcp_port": a.modbus_tcp_port}).encode()
+            st, obj = sim.request("cmd=set_params", ADMIN, body, "POST", {"Content-Type": "application/json"})[:2]
+            mb = ("127.0.0.1:%d (wallbox, unit 1), :%d and :%d (meters, units 2 and 3); no authentication"
+                  % (a.modbus_tcp_port, a.modbus_tcp_port + 1, a.modbus_tcp_port + 2)
+                  if st == 200 else "not started: %s" % obj)
         print("")
         print("pbctl simulation running")
         print("  web UI:   http://127.0.0.1:%d/" % sim.http_port)
         print("  API:      http://127.0.0.1:%d/cnf?cmd=get_dev_info" % sim.http_port)
+        if mb:
+            print("  Modbus TCP: " + mb)
         print("  REPL:     not in the simulation (the firmware's stdin is this process); on a board: import pbctl")
         print("  admin:    user %s, password %s (simulation only)" % ADMIN)
         print("  bus:      %s at %d baud; simulator control on 127.0.0.1:%d" % (sim.tty, sim.baud, sim.control_port))

@@ -60,7 +60,11 @@ rotation_time i 60 86400 900
 http_timeout i 1 3600 30
 api_read_auth b 0 0 0
 phase_switch_min_time i 0 86400 300
-max_phase_skew i 0 1000000 0"""
+max_phase_skew i 0 1000000 0
+modbus_tcp i 0 2 0
+modbus_tcp_port i 1 65533 4701"""
+# modbus_tcp: 0 off, 1 read-only, 2 reads and control writes (INTEGRATIONS.md
+# §2); modbus_tcp_port: base port (base+1, base+2 also listen).
 # overdraft_cur is read-only and may only be reset to 0; failsafe_current -1 =
 # each EVSE's minimum; meter_timeout, rotation_time, http_timeout in s;
 # phase_switch_min_time s, max_phase_skew mA (0 = off; INTEGRATIONS.md §5).

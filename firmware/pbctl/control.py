@@ -57,6 +57,9 @@ _TRACE = const(7)
 _CAP = const(8)
 _ENABLE_REQ = const(9)
 _USER_RULES = const(10)
+_PHASE_WISH = const(11)
+_DISCONNECT = const(12)
+_DISCONNECT_CP = const(8086)
 _OVR = {"C": 1, "E": 2, "U": 4}  # balancer set_evse ovr bits: off, ignore EVSE rules, ignore user rules
 
 
@@ -95,8 +98,8 @@ class Control:
             self._attach(d)
 
     # ---- requests (from any task) -------------------------------------------------
-    def _request(self, kind, a, b=None, c=None):
-        if len(self._req) >= _MAX_REQUESTS:
+    def _request(self, kind, a, b=None, c=None, force=False):
+        if len(self._req) >= _MAX_REQUESTS and not force:
             raise Busy()
         self._req.append((kind, a, b, c))
         self._seq += 1
@@ -143,6 +146,22 @@ class Control:
         """An integration allows (True) or disables (False) charging at the EVSE."""
         return self._request(_ENABLE_REQ, dev_id, source, on)
 
+    def phase_wish(self, dev_id, n):
+        """An integration's wish for the EVSE's phases: 1, 3, or 0 for none
+        (devices.Evse.phase_wish; phase switching honours it)."""
+        return self._request(_PHASE_WISH, dev_id, n)
+
+    def disconnect(self, dev_id, s):
+        """Open the EVSE's control pilot for s seconds (disconnect_cp 8086,
+        written by the next pass: the car re-detects)."""
+        return self._request(_DISCONNECT, dev_id, s)
+
+    def withdraw(self, source):
+        """An integration that stops: its caps, disables (and, for source 0,
+        the phase wishes) on every EVSE are withdrawn. Never refused: queued
+        beyond the limit (one per integration that stops)."""
+        return self._request(_CAP, None, source, None, True)
+
     async def settle(self, seq, timeout_ms=5000):
         """Wait until request seq is applied, decided on and written; False
         after timeout_ms (the request still stands)."""
@@ -156,6 +175,11 @@ class Control:
             except asyncio.TimeoutError:
                 return False
         return True
+
+    def room(self):
+        """Requests the queue takes now (one write of several registers is
+        all or nothing)."""
+        return _MAX_REQUESTS - len(self._req)
 
     def slots(self):
         return len(self.slot)
@@ -262,9 +286,17 @@ class Control:
                 if d.is_evse and d.user == a:
                     d.user_rules = b or None
             return
+        if kind == _CAP and a is None:  # withdraw(source)
+            for d in site.devices:
+                if d.is_evse:
+                    d.caps[b] = 0
+                    d.enables[b] = 1
+                    if b == 0:
+                        d.phase_wish = 0
+            return
         d = site.device(a)
-        if d is None:
-            return  # deleted meanwhile
+        if d is None or (kind >= _CAP and not d.is_evse):
+            return  # deleted meanwhile (or replaced by a meter)
         if kind == _OVERRIDE:
             ov = d.ov_flags
             for f in b:
@@ -294,6 +326,10 @@ class Control:
             d.caps[b] = c
         elif kind == _ENABLE_REQ:
             d.enables[b] = 1 if c else 0
+        elif kind == _PHASE_WISH:
+            d.phase_wish = b
+        elif kind == _DISCONNECT:
+            d.disconnect = b
 
     def _install(self, ch):
         site = self.site
@@ -432,6 +468,7 @@ class Control:
                 await d.poll(self.bus, now)
                 return True
             except rtu.ModbusError:
+                d.missed = True  # (the Modbus TCP gateway serves no stale reading)
                 return False  # counted in d.stats by the bus master
         # HTTP input device: fresh while updated within http_timeout
         st = d.stats
@@ -547,6 +584,11 @@ class Control:
             en = 1 if reg else 0
             s = e.slave()
             try:
+                if e.disconnect and not lower_only:  # (a request: written once, whatever answers)
+                    n = e.disconnect
+                    e.disconnect = 0
+                    await bus.write1(s, _DISCONNECT_CP, n, True)
+                    self.writes += 1
                 if e.dev_limit != reg * 100:
                     await bus.write1(s, _CUR_LIMIT, reg, True)
                     e.dev_limit = reg * 100

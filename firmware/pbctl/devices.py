@@ -36,10 +36,11 @@ _NAMED = {"evse": 1, "meter1": 2, "meter2": 3}
 # Power Brain registers (REGISTERS.md)
 _COMMON = const(8000)  # 32 registers: vendor .. name
 _VOLTAGE = const(8045)
+_FLAGS = const(8057)  # flags (first poll only), then energy q, power d, current_l1..l3 d
 _ENERGY = const(8058)  # energy q, power d, current_l1..l3 d: 12 registers
+_METER_TYPE = const(8112)  # meter_type, features (EVSEs, first poll only)
 _CP_STATE = const(8092)  # cp_state, charging_cur_limit, charging_enable
 _RELAY = const(8087)  # relay_select: 0 three phases, 1 one phase (volatile)
-_FEATURES = const(8113)  # bit 8: 1p/3p switching available
 _OFFLINE = const(6)
 # EVSE state (API.md §2) from cp_state: 0→1, 1→2, 2→3, 3→4, 4/5→5
 _STATES = b"\x01\x02\x03\x04\x05\x05"
@@ -120,6 +121,11 @@ class Device:
         self.energy = 0  # Wh: import for meters, total_energy for EVSEs
         self.last_ms = now  # last good reading
         self.seen = False
+        self.missed = False  # the last poll failed (control.Control.read)
+        # the registers read once, as the device sent them (the Modbus TCP
+        # gateway answers from them): 8000..8031, 8057, on EVSEs 8112..8113
+        # unless the box refused them; None until the first poll got through
+        self.static = None
 
     def slave(self):
         return slave_id(self.cfg["address"], self.cfg["id"])
@@ -127,33 +133,40 @@ class Device:
     def updated(self, now):
         self.last_ms = now
         self.seen = True
+        self.missed = False
         self.stats.err = False
 
     async def poll(self, bus, now):
         """Read the device over the bus (prio lane); ModbusError on failure."""
         s = self.slave()
-        if not self.model:
+        st = self.static
+        if st is None:
             d = await bus.read(s, _COMMON, 32, True)
+            st = bytearray(d)
+            d = await bus.read(s, _VOLTAGE, 3, True)
+            for i in range(3):
+                self.voltage[i] = _word(d, 2 * i)
+            st.extend(await bus.read(s, _FLAGS, 1, True))
+            if self.is_evse:
+                self.features = 0  # a box without the registers cannot switch phases
+                try:  # (quiet: a box without them refuses, and is still polled)
+                    d = await bus.read(s, _METER_TYPE, 2, True, True)
+                    self.features = _word(d, 2)  # INTEGRATIONS.md §5: only a box with bit 8 is switched
+                    st.extend(d)
+                except rtu.ModbusError as e:
+                    if e.kind != rtu.EXCEPTION:
+                        raise
+            d = st
             dev = _word(d, 6)
             pv = _word(d, 8)
             self.model = "%s,%d.%d,%d.%d.%d,%s" % (_text(d, 32, 32), dev >> 8, dev & 255, pv >> 8, pv & 255,
                                                    _word(d, 10), _text(d, 16, 16))
-            d = await bus.read(s, _VOLTAGE, 3, True)
-            for i in range(3):
-                self.voltage[i] = _word(d, 2 * i)
-            if self.is_evse:
-                try:  # read once (INTEGRATIONS.md §5: only a box with bit 8 is switched)
-                    self.features = _word(await bus.read(s, _FEATURES, 1, True), 0)
-                except rtu.ModbusError as e:
-                    if e.kind != rtu.EXCEPTION:
-                        self.model = ""  # (read all of it again next time)
-                        raise
-                    self.features = 0  # a box without the register cannot switch
+            self.static = st
         if self.is_evse:
             if self.features & 0x100:  # the relay, read back (a reset box is on three again)
                 self.relay = _word(await bus.read(s, _RELAY, 1, True), 0)
             d = await bus.read(s, _CP_STATE, 3, True)
-            cp = _word(d, 0)
+            cp = self.cp = _word(d, 0)
             self.dev_limit = _word(d, 2) * 100
             self.dev_enable = _word(d, 4)
         d = await bus.read(s, _ENERGY, 12, True)
@@ -217,6 +230,7 @@ class Evse(Device):
     def __init__(self, dev_type, dev_id, cfg, now):
         super().__init__(dev_type, dev_id, cfg, now)
         self.state = _OFFLINE if self.rtu else 1
+        self.cp = -1  # cp_state (8092) as the box sent it, -1 before its first reading
         self.dev_limit = -1  # charging_cur_limit read back from the box, mA
         self.dev_enable = -1  # charging_enable read back
         self.max_http = 0  # HTTP EVSE: the max_charging_current it reported
@@ -227,7 +241,7 @@ class Evse(Device):
         # 2 relay_select written at psw_ms)
         self.features = 0
         self.relay = 0
-        self.phase_wish = 0
+        self.phase_wish = 0  # 0 none, 1 or 3 phases (Modbus TCP's 8087; phase switching honours it)
         self.psw = 0
         self.psw_ms = now
         # balancer decision
@@ -243,6 +257,7 @@ class Evse(Device):
         self.user_rules = None  # the session's user's charging rules (from flash at authorisation)
         self.ov_flags = ""  # active override flags, subset of "CEU"
         self.ov_mamps = 0
+        self.disconnect = 0  # s: disconnect_cp (8086) to write at the next pass, 0 none
         # requests of the integrations (control.Control.cap/enable), by source:
         # a cap in mA (0 none), charging allowed (1) or not (0)
         self.caps = [0] * _SOURCES

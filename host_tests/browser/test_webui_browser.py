@@ -354,6 +354,41 @@ def test_users_and_rfids(page):
     assert not css(d, "#users [data-user]")
 
 
+def test_switch_modbus_tcp_on_in_the_settings(page):
+    """The settings page switches the Modbus TCP gateway on (and says it has no
+    authentication); a Modbus TCP client is served on the port it set."""
+    from pymodbus.client import ModbusTcpClient
+    from selenium.webdriver.support.ui import Select
+
+    from mp import free_base
+
+    sim, d = page
+    base = free_base()
+    open_page(d, "#settings")
+    login_now(d)
+    box = wait(d, lambda: visible(d, '#params [data-f="modbus_tcp"]'), what="modbus_tcp field")
+    assert "no authentication" in box.text
+    sel = Select(css(d, "[name=modbus_tcp]", box)[0])
+    assert sel.first_selected_option.text == "off"
+    sel.select_by_value("2")
+    port = css(d, "#params [name=modbus_tcp_port]")[0]
+    assert port.get_attribute("value") == "4701"
+    port.clear()
+    port.send_keys(str(base))
+    css(d, "#params button[type=submit]")[0].click()
+    wait(d, lambda: css(d, "#params .msg")[0].text == "saved", what="saved")
+    p = sim.get("cmd=get_params")[1]
+    assert (p["modbus_tcp"], p["modbus_tcp_port"]) == (2, base)
+    try:
+        c = ModbusTcpClient("127.0.0.1", port=base, timeout=5, retries=0)
+        wait(d, lambda: c.connect(), what="the gateway listening")
+        r = c.read_holding_registers(8000, count=2, device_id=1)
+        c.close()
+        assert r.registers == [0xCF05, 0]
+    finally:
+        admin(sim, "cmd=set_params", {"modbus_tcp": 0, "modbus_tcp_port": 4701})
+
+
 def test_phone_width_has_no_horizontal_scrolling(page):
     sim, d = page
     d.set_window_size(390, 844)

@@ -9,7 +9,10 @@
 #   (connections closed for a bad or truncated frame), timeouts (a frame or a
 #   reply not through within frame_ms), idle (connections closed after idle_ms
 #   without a request), throttled (requests held back by the rate budget),
-#   dropped (connections the accept loop could not set up: no heap, peer gone).
+#   dropped (connections the accept loop could not set up: no heap, peer gone),
+#   shed (connections closed at once because admit said no).
+#   srv.admit: None or a callable asked before a connection is taken (the
+#   app's heap check); False closes it at once (counted: shed).
 #
 # handler: async def handler(unit, fn, addr, count, data, out) -> 0 or an exception code
 #   unit: the request's unit id 1..247; 0 and 255 mean the port's own device
@@ -131,6 +134,8 @@ class Server:
         self._lsn = []  # listening sockets
         self._acc = []  # their accept tasks
         self._wd = None  # the watchdog task
+        self.admit = None
+        self.shed = 0
         self.requests = self.exceptions = self.refused = self.malformed = 0
         self.timeouts = self.idle = self.throttled = self.dropped = 0
 
@@ -186,6 +191,9 @@ class Server:
             i = -1
             try:
                 k, a = s.accept()
+                if self.admit and not self.admit():
+                    self.shed += 1
+                    continue  # (finally closes it)
                 for j in range(11):
                     if j:  # a slot may be on its way back: ~20 ms at most
                         yield from core.sleep_ms(2)

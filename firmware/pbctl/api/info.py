@@ -89,7 +89,8 @@ def params(app):
     yield "," + members(["meter_timeout", p["meter_timeout"], "failsafe_current", p["failsafe_current"],
                          "rotation_time", p["rotation_time"], "http_timeout", p["http_timeout"],
                          "api_read_auth", p["api_read_auth"], "phase_switch_min_time", p["phase_switch_min_time"],
-                         "max_phase_skew", p["max_phase_skew"]])
+                         "max_phase_skew", p["max_phase_skew"], "modbus_tcp", p["modbus_tcp"],
+                         "modbus_tcp_port", p["modbus_tcp_port"]])
 
 
 async def get_dev_info(app, req):

@@ -261,6 +261,9 @@ const PARAMS = [
   ["api_read_auth", "Reading the API needs the admin login", "b"],
   ["phase_switch_min_time", "Min. time between two phase switches of an EVSE (s)", "i"],
   ["max_phase_skew", "Max. phase skew (A, 0 = off)", "A"],
+  ["modbus_tcp", "Modbus TCP (no authentication: anyone on the network may use it)", "o",
+    [[0, "off"], [1, "read only"], [2, "read and control (8093, 8094, 8087, 8086)"]]],
+  ["modbus_tcp_port", "Modbus TCP base port (wallbox; +1, +2: meters)", "i"],
 ];
 const DEVICE = [
   ["name", "Name", "s"], ["device_enabled", "Enabled", "b"], ["desc", "Description", "s"],
