@@ -58,9 +58,13 @@ meter_timeout i 1 3600 10
 failsafe_current i -1 80000 -1
 rotation_time i 60 86400 900
 http_timeout i 1 3600 30
-api_read_auth b 0 0 0"""
+api_read_auth b 0 0 0
+ocpp_url s 0 128 
+ocpp_password s 0 40 """
 # overdraft_cur is read-only and may only be reset to 0; failsafe_current -1 =
 # each EVSE's minimum; meter_timeout, rotation_time, http_timeout in s.
+# ocpp_url: "" (off) or a ws:// / wss:// URL (pblib.ws.parse_url); ocpp_password:
+# OCPP security profile 1 (HTTP Basic), never in a reply (INTEGRATIONS.md §4).
 
 _DEVICE = """device_enabled n 0 1 1
 name s 0 32 
@@ -353,6 +357,14 @@ def change_params(site, body, max_evses):
         raise ConfigError("bad json")
     ch = Change(site)
     ch.params = check(PARAMS, body, dict(site.params))
+    u = ch.params["ocpp_url"]
+    if u and u != site.params["ocpp_url"]:
+        from pblib.ws import parse_url
+
+        try:
+            parse_url(u)
+        except ValueError:
+            raise ConfigError("bad value: ocpp_url")
     devs = body.get("devices")
     if devs is not None:
         if not isinstance(devs, list) or len(devs) > 1:

@@ -88,6 +88,8 @@ def params(app):
     yield "," + members(["meter_timeout", p["meter_timeout"], "failsafe_current", p["failsafe_current"],
                          "rotation_time", p["rotation_time"], "http_timeout", p["http_timeout"],
                          "api_read_auth", p["api_read_auth"]])
+    # the integrations' settings (a password never: only whether one is set)
+    yield "," + members(["ocpp_url", p["ocpp_url"], "ocpp_password_set", p["ocpp_password"] != ""])
 
 
 async def get_dev_info(app, req):
