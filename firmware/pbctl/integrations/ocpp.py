@@ -122,7 +122,7 @@ class ChargePoint:
     def status(self):
         r = self.rpc
         return {"state": self.state, "url": self.url, "last_error": self.last_error or self.rpc.last_error,
-                "connects": self.connects, "queued": len(self.q), "lost": self.lost, "sent": r.calls,
+                "connects": self.connects, "journal": len(self.q), "lost": self.lost, "sent": r.calls,
                 "received": r.calls_in, "timeouts": r.timeouts, "bad": r.bad}
 
     def stop(self):
@@ -373,7 +373,7 @@ class ChargePoint:
         self.state = "booting"
         while True:
             r = await self.rpc.call("BootNotification", {
-                "chargePointVendor": "pbctl", "chargePointModel": "Power Brain Controller",
+                "chargePointVendor": "pbctl", "chargePointModel": "pbctl Power Brain",
                 "chargePointSerialNumber": app.serial, "firmwareVersion": app.VERSION})
             st = r.get("status")
             iv = r.get("interval")
