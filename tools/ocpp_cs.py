@@ -88,7 +88,7 @@ class CentralSystem:
         self.log = []
         self.cond = threading.Condition()
         self.station = None
-        self.headers = None  # the last upgrade request's headers
+        self.headers = None  # the last upgrade request's headers (names in lower case)
         self.loop = None
         self._server = None
         self._thread = None
@@ -117,7 +117,8 @@ class CentralSystem:
 
     async def _on_connect(self, conn, path=None):
         req = getattr(conn, "request", None)
-        self.headers = dict(req.headers) if req is not None else dict(getattr(conn, "request_headers", {}))
+        h = req.headers if req is not None else conn.request_headers
+        self.headers = dict((k.lower(), v) for k, v in h.raw_items())  # names in lower case
         p = path or (req.path if req is not None else "/")
         st = _Station(p.strip("/"), conn, response_timeout=10)
         st.cs = self
@@ -128,7 +129,9 @@ class CentralSystem:
             pass
 
     def stop(self):
-        """The server and its connections go (like a killed central system)."""
+        """The server and its connections go (like a killed central system); again: nothing."""
+        if self.loop is None or not self.loop.is_running():
+            return
         async def down():
             self._server.close()
             if self.station is not None:
