@@ -36,17 +36,25 @@ def pct(xs, p):
 
 def run(evses, secs, cs=None):
     ids = [1] + list(range(4, 4 + evses - 1))
-    sim = Sim(sim_args=["--evse-ids", ",".join(map(str, ids))])
+    args = ["--evse-ids", ",".join(map(str, ids))]
+    sim = Sim(sim_args=args)
     sim.start()
     try:
         for i in ids[1:]:
             body = json.dumps({"devices": [{"dev_type": "evse_powerbrain", "address": "rtu:%d" % i}]}).encode()
             assert sim.request("cmd=set_params", ADMIN, body, "POST", JSON)[0] == 200
-        for i in ids:
-            sim.control(cmd="plug", slave=i, car={"phases": 7, "max_ma": 16000})
         if cs is not None:
             assert sim.request("cmd=set_params", ADMIN, json.dumps({"ocpp_url": cs.url()}).encode(), "POST",
                                JSON)[0] == 200
+    finally:
+        sim.stop()
+    # a restart with this configuration (OCPP's buffers are reserved at boot: README "OCPP 1.6J")
+    sim = Sim(sim_args=args, flash=sim.flash)
+    sim.start()
+    try:
+        for i in ids:
+            sim.control(cmd="plug", slave=i, car={"phases": 7, "max_ma": 16000})
+        if cs is not None:
             cs.wait("BootNotification")
             cs.call(__import__("ocpp.v16.call", None, None, ["x"]).ChangeConfiguration(
                 key="MeterValueSampleInterval", value="10"))

@@ -45,6 +45,8 @@ from pblib import ocppj, ws
 _SRC = const(2)  # devices.Evse.caps / enables: OCPP
 _MAX_Q = const(32)
 _MAX_C = const(8)
+_RX = const(2048)  # the longest message from the central system
+_TX = const(256)
 # connector flags
 _F_STOP = const(1)  # remote stop: no charging until unplugged
 _F_INOP = const(2)  # ChangeAvailability Inoperative
@@ -72,9 +74,21 @@ def settings(p):
     return (p["ocpp_url"], p["ocpp_password"])
 
 
+def buffers():
+    """The WebSocket client's receive and send buffers: start.py reserves them at
+    boot when ocpp_url is set (app.reserve), before the heap is fragmented."""
+    return bytearray(_RX + 140), bytearray(_TX)
+
+
 def start(app, s):
-    gc.collect()  # the buffers first, into the largest holes there are
-    c = ws.Client(max_msg=2048, timeout_ms=10000, ping_ms=60000, tx_size=256)
+    bufs = app.reserve.pop("ocpp", None)
+    if bufs is None:
+        gc.collect()  # switched on while running: the largest holes there are now
+        try:
+            bufs = buffers()
+        except MemoryError:
+            raise MemoryError("no %d-byte block for the OCPP buffers: restart the controller" % (_RX + 140))
+    c = ws.Client(max_msg=_RX, timeout_ms=10000, ping_ms=60000, tx_size=_TX, bufs=bufs)
     cp = ChargePoint(app, s[0], s[1], c)
     cp.tasks = (asyncio.create_task(cp._local()), asyncio.create_task(cp._link()))
     return cp
@@ -115,6 +129,7 @@ class ChargePoint:
         self.seq = 0  # our last request to the control task
         self._wake = asyncio.Event()
         self._stopped = False
+        self.bufs = client.bufs
         self.tasks = ()
         self._load()
 
@@ -130,6 +145,7 @@ class ChargePoint:
         for t in self.tasks:
             t.cancel()
         self.ws._drop("stopped")
+        self.app.reserve["ocpp"] = self.bufs  # kept for a restart with other settings
         try:
             self.app.control.release(_SRC)
         except Exception:  # (Busy: the queue is full) — the control task's next release gets it
@@ -161,8 +177,8 @@ class ChargePoint:
         while True:
             try:
                 self.tick()
-            except Exception as x:  # (a bug, no heap): the next second again
-                self.last_error = "ocpp: local %r" % x
+            except Exception as ex:  # (a bug, no heap): the next second again
+                self.last_error = "ocpp: local %r" % ex
             await asyncio.sleep_ms(1000)
 
     def tick(self):
@@ -305,8 +321,8 @@ class ChargePoint:
         try:
             q = [x for x in store.Store(self.app.board.FLASH, "ocpp").each()
                  if isinstance(x, list) and 8 <= len(x) <= 9 and x[0] in ("S", "O", "E")]
-        except Exception as x:
-            self.last_error = "ocpp: journal %r" % x
+        except Exception as ex:
+            self.last_error = "ocpp: journal %r" % ex
             q = []
         now = now_s()
         for x in q:
@@ -324,8 +340,8 @@ class ChargePoint:
 
         try:
             store.Store(self.app.board.FLASH, "ocpp").write(self.q, True)
-        except Exception as x:  # the flash is full: the journal is still in RAM
-            self.last_error = "ocpp: journal save %r" % x
+        except Exception as ex:  # the flash is full: the journal is still in RAM
+            self.last_error = "ocpp: journal save %r" % ex
 
     # ---- the connection -------------------------------------------------------------
     async def _link(self):
