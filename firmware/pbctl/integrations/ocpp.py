@@ -405,10 +405,10 @@ class ChargePoint:
             self.sent[i] = 255
         hb = mv = time.ticks_ms()
         while self.ws._s is not None:
-            if self.reset:
-                self.stop_all(self.reset + "Reset")
             await self._journal()
-            if self.reset:
+            if self.reset:  # (it may have come while the journal was being sent)
+                self.stop_all(self.reset + "Reset")
+                await self._journal()
                 return
             await self._statuses()
             await self._remote_auth()
