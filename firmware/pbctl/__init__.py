@@ -27,6 +27,7 @@ async def main(board):
     # while the heap is empty (qstr pools grow by doubling and need one
     # contiguous block); the holes their code leaves are filled by the
     # resident modules that load next
+    reserve = _reserve(board)  # before anything fragments the heap
     base = tuple(sys.modules)
     demand = ["pbctl.start"]  # the on-demand modules: these and what they import
     for name in cnf.on_demand():
@@ -38,13 +39,28 @@ async def main(board):
     demand = tuple(demand)
     from pbctl import start  # on demand: its heap goes again once it ran
 
-    controller = app = await start.start(board, demand)
+    controller = app = await start.start(board, demand, reserve)
+    reserve = None
     del start
     cnf.unload(app.demand)
     gc.collect()
     print("pbctl: serving http://%s:%d/cnf (heap free %d)" % (board.HTTP_HOST, board.HTTP_PORT, gc.mem_free()))
     while True:
         await asyncio.sleep(3600)
+
+
+def _reserve(board):
+    """The OCPP client's buffers (integrations/ocpp.py: buffers(), 2188 + 256
+    bytes), allocated first thing when the stored configuration switches OCPP
+    on: later a heap holding 8 EVSEs has no 2 KB hole (README "OCPP 1.6J").
+    The params are the list file's first line; a look at its head (no JSON
+    parsing) is enough."""
+    try:
+        with open(board.FLASH + "/pbctl.json", "rb") as f:
+            on = b'"ocpp_url": "w' in f.read(2048)
+    except OSError:
+        return None
+    return (bytearray(2188), bytearray(256)) if on else None
 
 
 def _repl(name, *a, **kw):

@@ -15,6 +15,8 @@
     net      board/wifi.Net on a board with WiFi (board/onboard.py), else None
     demand   the on-demand modules (api/cnf.py unloads them after a request)
     links    the integrations running now: name -> their object (status fields)
+    reserve  large buffers reserved at boot for an integration switched on then
+             (start.py: before the heap is fragmented), name -> buffers
 
 Integrations (Modbus TCP, MQTT, OCPP) are the modules pbctl/integrations/<name>.py
 listed in INTEGRATIONS with the parameter that switches them on (falsy: off,
@@ -34,7 +36,7 @@ from micropython import const
 _RESERVE = const(10240)  # heap kept for the control task: requests are shed before it runs short
 
 VERSION = "0.2.0"
-INTEGRATIONS = (("mbtcp", "modbus_tcp"),)  # (module name in pbctl/integrations/, the parameter that switches it on)
+INTEGRATIONS = (("mbtcp", "modbus_tcp"), ("ocpp", "ocpp_url"))  # (module name in pbctl/integrations/, the parameter that switches it on)
 
 
 class App:
@@ -54,6 +56,7 @@ class App:
         self.net = None
         self.demand = ()
         self.links = {}
+        self.reserve = {}  # buffers reserved at boot for an integration: name -> what its start() takes
         self._link_settings = {}
         self._full = time.ticks_add(self.boot_ms, -1000)  # when a collection last found the heap full
 

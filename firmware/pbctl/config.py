@@ -62,12 +62,16 @@ api_read_auth b 0 0 0
 phase_switch_min_time i 0 86400 300
 max_phase_skew i 0 1000000 0
 modbus_tcp i 0 2 0
-modbus_tcp_port i 1 65533 4701"""
-# modbus_tcp: 0 off, 1 read-only, 2 reads and control writes (INTEGRATIONS.md
-# §2); modbus_tcp_port: base port (base+1, base+2 also listen).
+modbus_tcp_port i 1 65533 4701
+ocpp_url s 0 128 
+ocpp_password s 0 40 """
 # overdraft_cur is read-only and may only be reset to 0; failsafe_current -1 =
 # each EVSE's minimum; meter_timeout, rotation_time, http_timeout in s;
 # phase_switch_min_time s, max_phase_skew mA (0 = off; INTEGRATIONS.md §5).
+# modbus_tcp: 0 off, 1 read-only, 2 reads and control writes (INTEGRATIONS.md
+# §2); modbus_tcp_port: base port (base+1, base+2 also listen).
+# ocpp_url: "" (off) or a ws:// / wss:// URL (pblib.ws.parse_url); ocpp_password:
+# OCPP security profile 1 (HTTP Basic), never in a reply (INTEGRATIONS.md §4).
 
 _DEVICE = """device_enabled n 0 1 1
 name s 0 32 
@@ -361,6 +365,14 @@ def change_params(site, body, max_evses):
         raise ConfigError("bad json")
     ch = Change(site)
     ch.params = check(PARAMS, body, dict(site.params))
+    u = ch.params["ocpp_url"]
+    if u and u != site.params["ocpp_url"]:
+        from pblib.ws import parse_url
+
+        try:
+            parse_url(u)
+        except ValueError:
+            raise ConfigError("bad value: ocpp_url")
     devs = body.get("devices")
     if devs is not None:
         if not isinstance(devs, list) or len(devs) > 1:

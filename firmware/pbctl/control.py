@@ -60,6 +60,8 @@ _USER_RULES = const(10)
 _PHASE_WISH = const(11)
 _DISCONNECT = const(12)
 _DISCONNECT_CP = const(8086)
+_SITE_CAP = const(13)
+_RELEASE = const(14)
 _OVR = {"C": 1, "E": 2, "U": 4}  # balancer set_evse ovr bits: off, ignore EVSE rules, ignore user rules
 
 
@@ -93,6 +95,9 @@ class Control:
         self.errors = 0  # exceptions in a pass (a bug), printed
         self.oom = 0  # passes the heap ran short in
         self._http = False  # this pass applied an HTTP meter's reading
+        # the integrations' caps on all EVSEs together, mA per phase, by source
+        # (devices.Evse.caps); -1: none (site_cap)
+        self.site_caps = array("i", (-1, -1, -1))
         self._last = self._soft_ms = time.ticks_ms()
         for d in site.devices:
             self._attach(d)
@@ -156,11 +161,18 @@ class Control:
         written by the next pass: the car re-detects)."""
         return self._request(_DISCONNECT, dev_id, s)
 
-    def withdraw(self, source):
-        """An integration that stops: its caps, disables (and, for source 0,
-        the phase wishes) on every EVSE are withdrawn. Never refused: queued
-        beyond the limit (one per integration that stops)."""
-        return self._request(_CAP, None, source, None, True)
+    def site_cap(self, source, ma):
+        """An integration's cap on the EVSEs' total, mA per phase (None: none;
+        0: no charging), applied like max_total_evse_current: the tighter wins,
+        and max_total_current (the fuse) always holds."""
+        return self._request(_SITE_CAP, None, source, -1 if ma is None else ma)
+
+    def release(self, source):
+        """Withdraw everything integration source asked for (it stops): its caps,
+        its disables, its site cap, and for source 0 (Modbus TCP) the phase
+        wishes. Never refused: queued beyond the limit (one per integration
+        that stops)."""
+        return self._request(_RELEASE, None, source, None, True)
 
     async def settle(self, seq, timeout_ms=5000):
         """Wait until request seq is applied, decided on and written; False
@@ -281,18 +293,22 @@ class Control:
         if kind == _TRACE:
             self.bus.trace = a
             return
-        if kind == _USER_RULES:
-            for d in site.devices:
-                if d.is_evse and d.user == a:
-                    d.user_rules = b or None
+        if kind == _SITE_CAP:
+            self.site_caps[b] = c
             return
-        if kind == _CAP and a is None:  # withdraw(source)
+        if kind == _RELEASE:
+            self.site_caps[b] = -1
             for d in site.devices:
                 if d.is_evse:
                     d.caps[b] = 0
                     d.enables[b] = 1
                     if b == 0:
                         d.phase_wish = 0
+            return
+        if kind == _USER_RULES:
+            for d in site.devices:
+                if d.is_evse and d.user == a:
+                    d.user_rules = b or None
             return
         d = site.device(a)
         if d is None or (kind >= _CAP and not d.is_evse):
@@ -488,7 +504,7 @@ class Control:
         lb = self.lb
         lb.max_total_current = p["max_total_current"]
         lb.reserve_current = p["reserve_current"]
-        lb.max_total_evse_current = p["max_total_evse_current"]
+        lb.max_total_evse_current = self.evse_total()
         lb.failsafe_current = p["failsafe_current"]
         lb.meter_timeout_ms = p["meter_timeout"] * 1000
         lb.rotation_ms = p["rotation_time"] * 1000
@@ -529,6 +545,16 @@ class Control:
                         c["min_charging_cur"], mx, c["prio"], c["pause_min_time"] * 1000, o, e.cap(),
                         e.session_wh(), cur[0], cur[1], cur[2], rules if rules else None, e.user_rules, sw)
 
+    def evse_total(self):
+        """The cap on all EVSEs together, mA per phase (0: none): the tightest of
+        max_total_evse_current and the integrations' site caps; a site cap of 0
+        becomes 1 mA (the balancer's 0 means "no cap"): every EVSE pauses."""
+        m = self.site.params["max_total_evse_current"]
+        for c in self.site_caps:
+            if c >= 0 and (not m or c < m):
+                m = c if c else 1
+        return m
+
     def decide(self, now):
         lb = self.lb
         lb.balance(now)
@@ -550,7 +576,7 @@ class Control:
         b = lb.budget
         self.avail_power = (b[0] + b[1] + b[2]) * 230 // 1000
         p = self.site.params
-        m = p["max_total_evse_current"] or p["max_total_current"]
+        m = self.evse_total() or p["max_total_current"]
         self.max_evse_power = 3 * m * 230 // 1000
 
     async def write(self, lower_only=False):

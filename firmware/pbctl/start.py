@@ -21,7 +21,7 @@ from pbctl import app, control, devices  # noqa: F401 (devices: resident, the de
 from pbctl.api import cnf
 
 
-async def start(board, demand):
+async def start(board, demand, reserve=None):
     # what is loaded now (this module's imports) is resident, whatever else imports it
     demand = tuple(k for k in demand if k not in sys.modules or k == __name__)
     # 1.5 KB heads: a browser's request with Basic auth is ~700 bytes. Two
@@ -37,6 +37,8 @@ async def start(board, demand):
     from pbctl import config
 
     site = config.load(board.FLASH, time.ticks_ms())
+    # the OCPP client's buffers, reserved by pbctl.main() before the heap was fragmented
+    reserve = {"ocpp": reserve} if reserve and site.params["ocpp_url"] else {}
     pwd = getattr(board, "ADMIN_PWD", "")
     if pwd and not site.admin:
         # host simulation only: the board shim may preset the first password
@@ -49,6 +51,7 @@ async def start(board, demand):
     server.admit = a.admit
     server.vip = a.known  # the clients the admin logged in from get in first
     a.demand = demand
+    a.reserve = reserve
     server.handler = cnf.Api(a).handle
     cnf.unload(demand)  # what the boot needed once (configuration loading) goes again
     asyncio.create_task(ctl.run())

@@ -25,7 +25,7 @@ no_pass 11  [('enable', 'E1', 0, True)]
 mode_1 1  []
 status 1 {port} '' 0 0 4 6
 shed 1 0
-stop [('withdraw', 0)] []
+stop [('release', 0)] []
 DONE
 """
 

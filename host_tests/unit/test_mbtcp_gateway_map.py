@@ -1,7 +1,7 @@
 """The Modbus TCP gateway's mapping (pbctl/integrations/mbtcp.py) on CPython
 and MicroPython: which reads the cache answers and with what bytes, which
 writes become which requests, and the control task's requests behind them
-(phase wish 11, disconnect 12, withdraw)."""
+(phase wish 11, disconnect 12, release)."""
 from pbctl import devices
 from pbctl.integrations import mbtcp as gw
 
@@ -142,7 +142,7 @@ def site_with(*devs):
     return devices.Site({}, list(devs), "", {"accepted": False, "allow_usage_stats": False})
 
 
-def test_phase_wish_disconnect_and_withdraw_requests():
+def test_phase_wish_disconnect_and_release_requests():
     e, m = evse(), meter()
     from pbctl import control  # (last: it loads the balancer)
 
@@ -151,6 +151,7 @@ def test_phase_wish_disconnect_and_withdraw_requests():
     ctl._req = []
     ctl._seq = ctl.errors = 0
     ctl._wake = Wake()
+    ctl.site_caps = [-1, -1, -1]
     ctl.cap("E1", 0, 8000)
     ctl.enable("E1", 0, False)
     ctl.phase_wish("E1", 1)
@@ -164,7 +165,7 @@ def test_phase_wish_disconnect_and_withdraw_requests():
     for _ in range(16):
         ctl.enable("E1", 1, True)
     assert ctl.room() == 0
-    ctl.withdraw(0)  # never refused
+    ctl.release(0)  # never refused
     ctl.apply()
     assert (e.caps, list(e.enables), e.phase_wish) == ([0, 10000, 0], [1, 1, 1], 0)
     assert ctl.room() == 16

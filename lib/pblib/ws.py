@@ -127,13 +127,18 @@ def frame_len(buf, i, n):
 
 
 class Client:
-    def __init__(self, max_msg=4096, timeout_ms=10000, ping_ms=30000, tx_size=256):
-        self.max_msg = max_msg
+    def __init__(self, max_msg=4096, timeout_ms=10000, ping_ms=30000, tx_size=256, bufs=None):
+        # bufs: (receive, send) bytearrays allocated by the caller (reserved early, while the heap still
+        # has large holes): then max_msg = len(receive) - 140 and tx_size = len(send)
+        if bufs is None:
+            bufs = (bytearray(max_msg + 140), bytearray(max(tx_size, 32)))
+        self.bufs = bufs
+        self.max_msg = len(bufs[0]) - 140
         self.timeout_ms = timeout_ms
         self.ping_ms = ping_ms  # silence before our keepalive ping; 0: none (a dead peer then goes unnoticed)
-        self._buf = bytearray(max_msg + 140)  # + a control frame and a frame head after a full message
+        self._buf = bufs[0]  # + a control frame and a frame head after a full message
         self._mv = memoryview(self._buf)
-        self._tx = bytearray(max(tx_size, 32))
+        self._tx = bufs[1]
         self._wbusy = False  # a frame is being written (the next waits: frames never interleave)
         self._wfree = asyncio.Event()
         self._sock = self._s = None

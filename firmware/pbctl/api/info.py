@@ -91,6 +91,8 @@ def params(app):
                          "api_read_auth", p["api_read_auth"], "phase_switch_min_time", p["phase_switch_min_time"],
                          "max_phase_skew", p["max_phase_skew"], "modbus_tcp", p["modbus_tcp"],
                          "modbus_tcp_port", p["modbus_tcp_port"]])
+    # the integrations' settings (a password never: only whether one is set)
+    yield "," + members(["ocpp_url", p["ocpp_url"], "ocpp_password_set", p["ocpp_password"] != ""])
 
 
 async def get_dev_info(app, req):

@@ -56,6 +56,14 @@ async def enter_rfid(app, req):
                 raise HTTPError(403, "unknown rfid")
             raise HTTPError(404, "no vehicle waiting")
     ctl = app.control
+    link = app.links.get("ocpp")
+    if link is not None and _owner(app, rfid, req)[0] is None:
+        # not known locally: the OCPP central system decides (Authorize.req)
+        if not await link.authorize(rfid):
+            raise HTTPError(403, "unknown rfid")
+        link.authorized(evse, rfid)
+        await ctl.settle(ctl.authorize(evse.dev_id, "ocpp"))
+        return "ok"
     await ctl.settle(authorize(app, evse, rfid_user(app, evse, rfid, req)))
     return "ok"
 

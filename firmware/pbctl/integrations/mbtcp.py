@@ -155,8 +155,8 @@ class Gateway:
 
     def stop(self):
         try:
-            self.app.control.withdraw(_SOURCE)
-        except Exception as e:  # (never Busy: withdraw is queued beyond the limit)
+            self.app.control.release(_SOURCE)
+        except Exception as e:  # (never Busy: release is queued beyond the limit)
             print("pbctl: mbtcp:", repr(e))
         self._task.cancel()
         asyncio.create_task(self.srv.close())

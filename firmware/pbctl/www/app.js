@@ -218,6 +218,22 @@ function draw() {
     '<span><i style="border-color:#e03131;border-style:dotted"></i>max_total_current</span>';
 }
 
+// the integrations' connection status (sys_info links), at most every 15 s while one is switched on
+let linksAt = 0;
+async function links(d) {
+  const el = $("#links");
+  if (!d.params.ocpp_url) { el.hidden = true; return; }
+  if (Date.now() - linksAt < 15000) return;
+  linksAt = Date.now();
+  try {
+    const o = (await api("sys_info")).links.ocpp;
+    el.hidden = false;
+    el.className = "card links " + (o && o.state === "connected" ? "ok" : "bad");
+    el.textContent = "OCPP: " + (o ? o.state + (o.last_error ? " · " + o.last_error : "") +
+      " · " + o.journal + " queued" : "not running");
+  } catch (e) { /* the next poll again */ }
+}
+
 let polling = 0;
 async function poll() {
   let wait = 3000;
@@ -228,6 +244,7 @@ async function poll() {
       sample(last);
       status("");
       wait = Math.min(Math.max(last.params.cycle_time, 1000), 5000);
+      links(last);
     } catch (e) {
       status(e.message);
       if (e.status === 401) wait = 30000; // login cancelled: ask again later
@@ -264,6 +281,8 @@ const PARAMS = [
   ["modbus_tcp", "Modbus TCP (no authentication: anyone on the network may use it)", "o",
     [[0, "off"], [1, "read only"], [2, "read and control (8093, 8094, 8087, 8086)"]]],
   ["modbus_tcp_port", "Modbus TCP base port (wallbox; +1, +2: meters)", "i"],
+  ["ocpp_url", "OCPP 1.6J central system (ws:// or wss:// URL ending in the charge point id; empty = off)", "s"],
+  ["ocpp_password", "OCPP password (empty = unchanged)", "pw"],
 ];
 const DEVICE = [
   ["name", "Name", "s"], ["device_enabled", "Enabled", "b"], ["desc", "Description", "s"],
@@ -307,6 +326,10 @@ function input(f, v) {
   }
   if (k === "A" || k === "A-") v = k === "A-" && v === -1 ? "" : v / 1000;
   if (k === "u") v = (v || []).join(", ");
+  if (k === "pw") {
+    return '<input type="password" autocomplete="new-password" name="' + n + '" placeholder="' +
+      (conf && conf.ocpp_password_set ? "(set)" : "(none)") + '">';
+  }
   if (k === "time") {
     v = String(Math.floor(v / 60)).padStart(2, "0") + ":" + String(v % 60).padStart(2, "0");
     return '<input type="time" name="' + n + '" value="' + v + '">';
@@ -360,6 +383,7 @@ function read(el, fields, out) {
     else if (k === "i") out[n] = num(e.value, 1);
     else if (k === "A") out[n] = num(e.value, 1000);
     else if (k === "A-") out[n] = e.value.trim() === "" ? -1 : num(e.value, 1000);
+    else if (k === "pw") { if (e.value !== "") out[n] = e.value; } // never shown; empty: unchanged
     else if (k === "u") out[n] = e.value.split(",").map(s => s.trim()).filter(s => s);
     else if (k === "time") { const m = /^(\d+):(\d+)/.exec(e.value); out[n] = m ? m[1] * 60 + Number(m[2]) : 0; }
     else if (k === "days") out[n] = DAYS.reduce((a, d, i) => a | ($('[name="day' + i + '"]', box).checked ? 1 << i : 0), 0);
@@ -432,6 +456,7 @@ async function saveParams(e) {
   try {
     await api("set_params", null, body);
     Object.assign(conf, body);
+    if ("ocpp_password" in body) { conf.ocpp_password_set = body.ocpp_password !== ""; delete conf.ocpp_password; }
     note(f, "saved");
   } catch (err) {
     showError(f, err);

@@ -47,8 +47,8 @@ class Control:
     def disconnect(self, dev_id, s):
         return self._req("disconnect", dev_id, s)
 
-    def withdraw(self, source):
-        return self._req("withdraw", source)
+    def release(self, source):
+        return self._req("release", source)
 
     async def settle(self, seq, timeout_ms=5000):
         await asyncio.sleep_ms(1)

@@ -1,0 +1,312 @@
+"""OCPP 1.6J charge point (INTEGRATIONS.md §4, issue 16) against a real central
+system: the PyPI `ocpp` library on `websockets` (tools/ocpp_cs.py, which
+validates every message against the OCPP 1.6 JSON schemas), the firmware
+under MicroPython (ROMFS, 128k) and the Power Brain simulator.
+
+One firmware run for the module (tests in order, each leaving the car
+unplugged and no transaction open); the offline test reboots it.
+"""
+import base64
+import json
+import time
+
+import pytest
+from ocpp.exceptions import OCPPError
+from ocpp.v16 import call
+
+from conftest import assert_clean_log
+from ocpp_cs import CentralSystem
+from simrun import ADMIN, Sim
+
+JSON = {"Content-Type": "application/json"}
+
+
+def set_params(sim, obj):
+    st, body, raw, _ = sim.request("cmd=set_params", ADMIN, json.dumps(obj).encode(), "POST", JSON)
+    assert st == 200, raw
+    return body
+
+
+def regs(sim):
+    """(charging_cur_limit 0.1 A, charging_enable) on the wire (the simulator's registers)."""
+    return tuple(sim.control(cmd="get_regs", slave=1, addr=8093, count=2)["values"])
+
+
+def energy(sim):
+    return sim.control(cmd="state")["evses"]["1"]["energy_wh"]
+
+
+def until(pred, timeout=10, step=0.1):
+    end = time.time() + timeout
+    while time.time() < end:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError("condition not met within %ss" % timeout)
+
+
+@pytest.fixture(scope="module")
+def cs():
+    c = CentralSystem(interval=2, accept=("4711",)).start()
+    yield c
+    c.stop()
+
+
+@pytest.fixture(scope="module")
+def sim(cs):
+    s = Sim()
+    s.start()
+    try:
+        set_params(s, {"ocpp_url": cs.url("pb1"), "ocpp_password": "s3cret-pw"})
+        yield s
+    finally:
+        s.stop()
+        assert_clean_log(s)
+
+
+def test_boot_heartbeat_status_and_settings(sim, cs):
+    b = cs.wait("BootNotification")
+    assert b == {"chargePointVendor": "pbctl", "chargePointModel": "pbctl Power Brain",
+                 "chargePointSerialNumber": b["chargePointSerialNumber"], "firmwareVersion": "0.2.0"}
+    # security profile 1: HTTP Basic, user = the identity
+    assert cs.headers["authorization"] == "Basic " + base64.b64encode(b"pb1:s3cret-pw").decode()
+    assert cs.headers["sec-websocket-protocol"] == "ocpp1.6"
+    for c in (0, 1):
+        assert cs.wait("StatusNotification", lambda p: p["connectorId"] == c)["status"] == "Available"
+    # the interval of the BootNotification's answer (2 s)
+    m = cs.mark()
+    cs.wait("Heartbeat", since=m, timeout=5)
+    t0 = time.time()
+    cs.wait("Heartbeat", since=cs.mark(), timeout=5)
+    assert 1.0 < time.time() - t0 < 3.5
+    # settings: the URL shown, the password never
+    _, p = sim.get("cmd=get_params", ADMIN)
+    assert p["ocpp_url"] == cs.url("pb1") and p["ocpp_password_set"] is True
+    raw = sim.request("cmd=get_params", ADMIN)[2] + sim.request("cmd=get_dev_info", ADMIN)[2]
+    raw += sim.request("cmd=sys_info", ADMIN)[2]
+    assert b"s3cret-pw" not in raw
+    st = sim.get("cmd=sys_info", ADMIN)[1]["links"]["ocpp"]
+    assert st["state"] == "connected" and st["last_error"] == "" and st["connects"] == 1
+    # a bad URL changes nothing
+    st, body, _, _ = sim.request("cmd=set_params", ADMIN, b'{"ocpp_url": "http://x/y"}', "POST", JSON)
+    assert (st, body) == (400, "bad value: ocpp_url")
+
+
+def test_transaction_meter_values_and_statuses(sim, cs):
+    r = cs.call(call.ChangeConfiguration(key="MeterValueSampleInterval", value="2"))
+    assert r.status == "Accepted"
+    m = cs.mark()
+    e0 = energy(sim)
+    sim.control(cmd="plug", slave=1, car={"phases": 7, "max_ma": 16000})
+    s = cs.wait("StartTransaction", since=m)
+    assert s["connectorId"] == 1 and s["idTag"] == "pbctl" and s["meterStart"] == e0
+    cs.wait("StatusNotification", lambda p: p["connectorId"] == 1 and p["status"] == "Charging", since=m)
+    mv = cs.wait("MeterValues", lambda p: p.get("transactionId") == cs.next_tx, since=m, timeout=8)
+    sv = mv["meterValue"][0]["sampledValue"]
+    assert [(v["measurand"], v.get("phase"), v.get("unit")) for v in sv] == [
+        ("Energy.Active.Import.Register", None, "Wh"), ("Power.Active.Import", None, "W"),
+        ("Current.Import", "L1", "A"), ("Current.Import", "L2", "A"), ("Current.Import", "L3", "A"),
+        ("Current.Offered", None, "A")]
+    assert sv[5]["value"] == "16.0"
+    # the next one an interval later
+    t0 = time.time()
+    cs.wait("MeterValues", since=cs.mark(), timeout=5)
+    assert time.time() - t0 < 3.5
+    time.sleep(2)
+    sim.control(cmd="unplug", slave=1)
+    stop = cs.wait("StopTransaction", since=m)
+    assert stop["transactionId"] == cs.next_tx and stop["reason"] == "EVDisconnected"
+    assert stop["meterStop"] == energy(sim) and stop["meterStop"] > s["meterStart"]
+    cs.wait("StatusNotification", lambda p: p["connectorId"] == 1 and p["status"] == "Available",
+            since=cs.mark() - 1)
+    r = cs.call(call.ChangeConfiguration(key="MeterValueSampleInterval", value="60"))
+    assert r.status == "Accepted"
+
+
+def test_authorize_and_remote_start_stop(sim, cs):
+    set_params(sim, {"devices": [{"dev_id": "E1", "users": ["u1"]}]})  # the EVSE needs an RFID/PIN
+    m = cs.mark()
+    sim.control(cmd="plug", slave=1, car={})
+    cs.wait("StatusNotification", lambda p: p["connectorId"] == 1 and p["status"] == "Preparing", since=m)
+    time.sleep(1.5)
+    assert not cs.messages("StartTransaction", m)
+    # unknown locally, refused by the central system
+    st, body = sim.get("cmd=enter_rfid&rfid=1234&dev_id=E1")
+    assert (st, body) == (403, "unknown rfid")
+    assert cs.wait("Authorize", since=m) == {"idTag": "1234"}
+    # accepted by the central system: the transaction starts with it
+    st, body = sim.get("cmd=enter_rfid&rfid=4711&dev_id=E1")
+    assert (st, body) == (200, "ok")
+    s = cs.wait("StartTransaction", since=m)
+    assert s["idTag"] == "4711"
+    cs.wait("StatusNotification", lambda p: p["status"] == "Charging", since=m)
+    tx = cs.next_tx
+    # a wrong transaction id is refused, the right one stops: no charging until unplugged
+    assert cs.call(call.RemoteStopTransaction(transaction_id=tx + 50)).status == "Rejected"
+    assert cs.call(call.RemoteStopTransaction(transaction_id=tx)).status == "Accepted"
+    assert regs(sim)[1] == 0 or regs(sim)[0] == 0
+    stop = cs.wait("StopTransaction", since=m)
+    assert stop["transactionId"] == tx and stop["reason"] == "Remote" and stop["idTag"] == "4711"
+    cs.wait("StatusNotification", lambda p: p["status"] == "Finishing", since=m)
+    # a remote start on the plugged connector: a new transaction with its idTag
+    m = cs.mark()
+    assert cs.call(call.RemoteStartTransaction(id_tag="remote1", connector_id=1)).status == "Accepted"
+    s = cs.wait("StartTransaction", since=m)
+    assert s["idTag"] == "remote1" and s["connectorId"] == 1
+    until(lambda: regs(sim) == (160, 1))
+    assert cs.call(call.RemoteStartTransaction(id_tag="remote2", connector_id=1)).status == "Rejected"
+    sim.control(cmd="unplug", slave=1)
+    assert cs.wait("StopTransaction", since=m)["reason"] == "EVDisconnected"
+    set_params(sim, {"devices": [{"dev_id": "E1", "users": []}]})
+
+
+def test_charging_profiles_on_the_wire(sim, cs):
+    m = cs.mark()
+    sim.control(cmd="plug", slave=1, car={})
+    cs.wait("StartTransaction", since=m)
+    until(lambda: regs(sim) == (160, 1))
+    site = {"chargingProfileId": 1, "stackLevel": 0, "chargingProfilePurpose": "ChargePointMaxProfile",
+            "chargingProfileKind": "Absolute",
+            "chargingSchedule": {"chargingRateUnit": "A", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 10}]}}
+    r = cs.call(call.SetChargingProfile(connector_id=0, cs_charging_profiles=site))
+    assert r.status == "Accepted"
+    # on the wire when the answer came (the control task's pass wrote it before)
+    assert regs(sim) == (100, 1)
+    txd = {"chargingProfileId": 2, "stackLevel": 0, "chargingProfilePurpose": "TxDefaultProfile",
+           "chargingProfileKind": "Relative",
+           "chargingSchedule": {"chargingRateUnit": "W", "chargingSchedulePeriod": [{"startPeriod": 0, "limit": 5520}]}}
+    assert cs.call(call.SetChargingProfile(connector_id=1, cs_charging_profiles=txd)).status == "Accepted"
+    assert regs(sim) == (80, 1)  # 5520 W / (230 V * 3) = 8 A, tighter than the site's 10 A
+    # a ChargePointMaxProfile on a connector is refused
+    assert cs.call(call.SetChargingProfile(connector_id=1, cs_charging_profiles=site)).status == "Rejected"
+    g = cs.call(call.GetCompositeSchedule(connector_id=1, duration=600))
+    assert g.status == "Accepted" and g.charging_schedule["charging_schedule_period"] == [
+        {"start_period": 0, "limit": 8.0}]
+    # ClearChargingProfile: by id, then by purpose
+    assert cs.call(call.ClearChargingProfile(id=2)).status == "Accepted"
+    assert regs(sim) == (100, 1)
+    assert cs.call(call.ClearChargingProfile(id=2)).status == "Unknown"
+    assert cs.call(call.ClearChargingProfile(charging_profile_purpose="ChargePointMaxProfile")).status == "Accepted"
+    assert regs(sim) == (160, 1)
+    # a schedule followed with the controller's clock: 7 A for 3 s, then 12 A
+    sched = dict(site, chargingSchedule={"chargingRateUnit": "A", "chargingSchedulePeriod": [
+        {"startPeriod": 0, "limit": 7}, {"startPeriod": 3, "limit": 12}]})
+    assert cs.call(call.SetChargingProfile(connector_id=0, cs_charging_profiles=sched)).status == "Accepted"
+    assert regs(sim) == (70, 1)
+    until(lambda: regs(sim) == (120, 1), timeout=6)
+    assert cs.call(call.ClearChargingProfile()).status == "Accepted"
+    assert regs(sim) == (160, 1)
+    # malformed profiles: the right CALLERROR, nothing changes
+    bad = dict(site, chargingSchedule={"chargingRateUnit": "A", "chargingSchedulePeriod": [
+        {"startPeriod": 5, "limit": 7}]})
+    r = cs.raw(json.dumps([2, "bp1", "SetChargingProfile", {"connectorId": 0, "csChargingProfiles": bad}]), "bp1")
+    assert r[:3] == [4, "bp1", "PropertyConstraintViolation"]
+    assert regs(sim) == (160, 1)
+    # a limit of 0: no charging (the EVSE then keeps its pause_min_time)
+    zero = dict(site, chargingSchedule={"chargingRateUnit": "A", "chargingSchedulePeriod": [
+        {"startPeriod": 0, "limit": 0}]})
+    assert cs.call(call.SetChargingProfile(connector_id=0, cs_charging_profiles=zero)).status == "Accepted"
+    assert regs(sim)[0] == 0
+    assert cs.call(call.ClearChargingProfile()).status == "Accepted"
+    sim.control(cmd="unplug", slave=1)
+    cs.wait("StopTransaction", since=m)
+
+
+def test_configuration_trigger_and_unknown_actions(sim, cs):
+    r = cs.call(call.GetConfiguration(key=["HeartbeatInterval", "NumberOfConnectors", "Foo"]))
+    assert r.configuration_key == [{"key": "HeartbeatInterval", "readonly": False, "value": "2"},
+                                   {"key": "NumberOfConnectors", "readonly": True, "value": "1"}]
+    assert r.unknown_key == ["Foo"]
+    keys = [k["key"] for k in cs.call(call.GetConfiguration()).configuration_key]
+    assert keys == ["HeartbeatInterval", "MeterValueSampleInterval", "MeterValuesSampledData",
+                    "NumberOfConnectors", "SupportedFeatureProfiles", "AuthorizeRemoteTxRequests"]
+    assert cs.call(call.ChangeConfiguration(key="Foo", value="1")).status == "NotSupported"
+    assert cs.call(call.ChangeConfiguration(key="NumberOfConnectors", value="3")).status == "Rejected"
+    assert cs.call(call.ChangeConfiguration(key="HeartbeatInterval", value="x")).status == "Rejected"
+    m = cs.mark()
+    assert cs.call(call.TriggerMessage(requested_message="StatusNotification", connector_id=1)).status == "Accepted"
+    assert cs.wait("StatusNotification", since=m, timeout=5)["connectorId"] == 1
+    assert cs.call(call.TriggerMessage(requested_message="Heartbeat")).status == "Accepted"
+    cs.wait("Heartbeat", since=m, timeout=3)
+    assert cs.call(call.TriggerMessage(requested_message="FirmwareStatusNotification")).status == "NotImplemented"
+    # an action the charge point does not know; malformed frames
+    assert cs.raw('[2,"u1","FooBar",{}]', "u1") == [4, "u1", "NotSupported", "FooBar", {}]
+    assert cs.raw('[2,"u2","Reset",{"type":"Warm"}]', "u2")[:3] == [4, "u2", "PropertyConstraintViolation"]
+    assert cs.raw('[2,"u3","Reset",{}]', "u3")[:3] == [4, "u3", "OccurenceConstraintViolation"]
+    assert cs.raw('[2,"u4","Reset",{"type":', "u4")[:3] == [4, "u4", "FormationViolation"]
+    with pytest.raises(OCPPError):
+        cs.call(call.UnlockConnector(connector_id=1))
+    # ChangeAvailability
+    m = cs.mark()
+    assert cs.call(call.ChangeAvailability(connector_id=1, type="Inoperative")).status == "Accepted"
+    cs.wait("StatusNotification", lambda p: p["status"] == "Unavailable", since=m)
+    assert cs.call(call.ChangeAvailability(connector_id=1, type="Operative")).status == "Accepted"
+    cs.wait("StatusNotification", lambda p: p["status"] == "Available", since=m)
+    assert sim.get("cmd=sys_info", ADMIN)[1]["links"]["ocpp"]["state"] == "connected"
+
+
+def test_reset_stops_the_transaction_and_boots_again(sim, cs):
+    m = cs.mark()
+    sim.control(cmd="plug", slave=1, car={})
+    cs.wait("StartTransaction", since=m)
+    tx = cs.next_tx
+    assert cs.call(call.Reset(type="Soft")).status == "Accepted"
+    stop = cs.wait("StopTransaction", since=m)
+    assert stop["transactionId"] == tx and stop["reason"] == "SoftReset"
+    cs.wait("BootNotification", since=m, timeout=15)
+    cs.wait("StartTransaction", since=cs.mark() - 3, timeout=10)  # the car is still there
+    sim.control(cmd="unplug", slave=1)
+    until(lambda: len(cs.messages("StopTransaction", m)) == 2)
+
+
+def test_offline_journal_survives_a_killed_central_system_and_a_reboot(sim, cs):
+    """Central system killed mid-transaction; the car leaves and comes back;
+    the controller reboots with a transaction open: after the central system
+    returns, every Start/Stop arrives once, in order."""
+    m = cs.mark()
+    sim.control(cmd="plug", slave=1, car={})
+    cs.wait("StartTransaction", since=m)
+    tx = cs.next_tx
+    port = cs.port
+    cs.stop()
+    until(lambda: sim.get("cmd=sys_info", ADMIN)[1]["links"]["ocpp"]["state"] == "offline", timeout=30)
+    time.sleep(1)
+    sim.control(cmd="unplug", slave=1)
+    time.sleep(1.5)
+    e1 = energy(sim)
+    sim.control(cmd="plug", slave=1, car={})
+    time.sleep(3)  # charging goes on offline
+    assert regs(sim) == (160, 1)
+    assert sim.get("cmd=sys_info", ADMIN)[1]["links"]["ocpp"]["journal"] == 2  # E(tx), S(new)
+    # reboot (the same flash); the car is still plugged in
+    flash = sim.flash
+    sim.stop()
+    assert_clean_log(sim)
+    sim2 = Sim(flash=flash)
+    sim2.start()
+    try:
+        sim2.control(cmd="plug", slave=1, car={})
+        time.sleep(2)
+        cs2 = CentralSystem(port=port, interval=2).start()
+        cs2.next_tx = 2000
+        try:
+            cs2.wait("BootNotification", timeout=70)
+            until(lambda: len(cs2.messages("StartTransaction")) == 2 and len(cs2.messages("StopTransaction")) == 2,
+                  timeout=20)
+            tx_msgs = [(a, p) for _, a, p in cs2.log if a in ("StartTransaction", "StopTransaction")]
+            assert [a for a, _ in tx_msgs] == ["StopTransaction", "StartTransaction", "StopTransaction",
+                                              "StartTransaction"]
+            assert tx_msgs[0][1]["transactionId"] == tx and tx_msgs[0][1]["reason"] == "EVDisconnected"
+            assert tx_msgs[0][1]["meterStop"] == e1
+            assert tx_msgs[1][1]["meterStart"] == e1
+            assert tx_msgs[2][1]["transactionId"] == 2001 and tx_msgs[2][1]["reason"] == "PowerLoss"
+            assert tx_msgs[3][1]["connectorId"] == 1
+            time.sleep(2.5)  # nothing sent twice
+            assert len(cs2.messages("StartTransaction")) == 2 and len(cs2.messages("StopTransaction")) == 2
+            assert sim2.get("cmd=sys_info", ADMIN)[1]["links"]["ocpp"]["journal"] == 1  # the open one
+        finally:
+            cs2.stop()
+    finally:
+        sim2.stop()
+        assert_clean_log(sim2)
