@@ -41,6 +41,20 @@ def _loads(mv):
         return json.loads(bytes(mv))
 
 
+def _shift(buf, k, n):
+    # buf[:n - k] = buf[k:n] without a temporary copy of the rest (a slice
+    # would be one more block of up to a line's size, on a fragmented heap
+    # the allocation that fails): in pieces that do not overlap
+    mv = memoryview(buf)
+    dst = 0
+    while k < n:
+        m = min(n - k, k - dst)
+        mv[dst : dst + m] = mv[k : k + m]
+        dst += m
+        k += m
+    return dst
+
+
 class StoreError(Exception):
     pass
 
@@ -139,11 +153,13 @@ class Store:
                             buf = buf + bytearray(_LINE)
                         continue
                     j = e - 1 if e and buf[e - 1] == 44 else e  # without its ","
+                    item = None
                     if j > 1 or buf[0] not in b"[]":
                         try:
-                            yield _loads(memoryview(buf)[:j])
+                            item = _loads(memoryview(buf)[:j])
                         except ValueError:
                             pass  # (a line broken on flash: that item is gone, not the others)
-                    buf[: n - e - 1] = buf[e + 1 : n]
-                    n -= e + 1
+                    n = _shift(buf, e + 1, n)
+                    if item is not None:
+                        yield item
             return

@@ -179,7 +179,7 @@ def test_invalid_config_values_fall_back_to_defaults():
         st, p = s.get("cmd=get_params")
         assert st == 200 and p["max_total_current"] == 32000 and p["title"] == "cFos Power Brain"
         assert [d["dev_id"] for d in p["devices"]] == ["E1", "M1", "M2"]
-        assert "pbctl: bad configuration in %s/pbctl.json, using defaults\n" % s.flash in s.fw_lines
+        assert "pbctl: bad configuration in %s/pbctl.json (ConfigError), using defaults\n" % s.flash in s.fw_lines
 
 
 def test_corrupt_config_falls_back_to_the_previous_copy():

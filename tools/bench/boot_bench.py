@@ -3,8 +3,8 @@
     .venv/bin/python tools/bench/boot_bench.py [--n 10]
 
 For each of N runs: the Power Brain simulator is started first (not timed),
-then the firmware as every e2e test runs it (tools/simrun.Sim: build/host/
-.mpy modules, `-X heapsize` = simrun.HEAP, the HOST board); timed from
+then the firmware as every e2e test runs it (tools/simrun.Sim: PBCTL_MODE romfs (default) or
+mpy, heap budget PBCTL_HEAP, the HOST board); timed from
 launching the `micropython` process to the first 200 reply to
 `/cnf?cmd=get_dev_info` (a client polls every 2 ms from the launch on).
 Also from each run: heap free after boot (the firmware's own figure at
@@ -14,7 +14,7 @@ had run by then.
 
 Baselines in the same run, same interpreter and heap: the bare interpreter
 (`micropython -c pass`, launch to exit), and tools/bench/hello_httpd.py
-(lib/httpd.py alone as .mpy: launch to its first served request), so the
+(lib/pblib/httpd.py alone as .mpy: launch to its first served request), so the
 ratios show what the controller adds to the start of an HTTP server.
 Prints medians (and min/max) in a table.
 """
@@ -154,15 +154,16 @@ def main():
     a = ap.parse_args()
     mpybuild.build(os.path.join(mpybuild.ROOT, "build", "host"), "HOST")
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([mpybuild.mpy_cross(), "-O3", "-o", os.path.join(tmp, "httpd.mpy"),
-                        os.path.join(mpybuild.ROOT, "lib", "httpd.py")], check=True)
+        os.mkdir(os.path.join(tmp, "pblib"))
+        subprocess.run([mpybuild.mpy_cross(), "-O3", "-o", os.path.join(tmp, "pblib", "httpd.mpy"),
+                        os.path.join(mpybuild.ROOT, "lib", "pblib", "httpd.py")], check=True)
         runs, bare, hello = [], [], []
         for _ in range(a.n):  # interleaved: the machine's load hits all three alike
             bare.append(bare_run())
             hello.append(hello_run(tmp))
             runs.append(firmware_run())
     fw = [r["boot_ms"] for r in runs]
-    print("boot to the first served /cnf request, %d runs, -X heapsize=%s, .mpy modules" % (a.n, simrun.HEAP))
+    print("boot to the first served /cnf request, %d runs, heap budget %s, mode %s" % (a.n, simrun.HEAP, simrun.MODE))
     print("| | median ms | min | max | firmware / this |")
     print("|---|---|---|---|---|")
     for name, xs in (("bare interpreter (`-c pass`)", bare), ("lib/httpd.py hello world", hello),

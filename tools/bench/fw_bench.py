@@ -36,6 +36,9 @@ def one(port, query):
     except ConnectionResetError:  # dropped at accept: no heap for the connection (httpd `dropped`)
         REFUSALS["reset"] = REFUSALS.get("reset", 0) + 1
         return None
+    except http.client.IncompleteRead:  # a streamed reply that ran out of heap part-way: the
+        REFUSALS["cut"] = REFUSALS.get("cut", 0) + 1  # server ends the connection (never a short 200)
+        return None
     finally:
         c.close()
     if r.status == 503:

@@ -6,7 +6,7 @@
 Names are interned once up front (the qstr pools are reported separately),
 so each figure is what importing that module costs on a warm heap: its
 code, constants and globals. Resident modules stay loaded all the time;
-on-demand ones (cnf.ON_DEMAND) only while a request needs them.
+on-demand ones (pbctl.api.cnf.on_demand()) only while a request needs them.
 """
 import os
 import subprocess
@@ -29,14 +29,16 @@ gc.collect()
 tot = 0
 for m in MODS:
     gc.collect(); a = gc.mem_free(); __import__(m); gc.collect(); d = a - gc.mem_free(); tot += d
-    print('%%-12s %%6d' %% (m, d))
-print('%%-12s %%6d' %% ('all', tot))
+    print('%%-18s %%6d' %% (m, d))
+print('%%-18s %%6d' %% ('all', tot))
 micropython.qstr_info()
 """
 
-RESIDENT = ["rtu", "httpd", "devices", "app", "cnf", "board", "pblib.balancer", "control", "pbctl"]
-ON_DEMAND = ["cmd_info", "pblib.reasons", "config", "schema", "auth", "store", "registers", "cmd_modbus", "cmd_admin", "cmd_ajax",
-             "cmd_session", "cmd_users", "cmd_sys", "diag"]
+RESIDENT = ["pblib.rtu", "pblib.httpd", "pbctl.store", "pbctl.devices", "pbctl.app", "pbctl.api.cnf", "pbboard",
+            "pblib.balancer", "pbctl.control", "pbctl"]
+ON_DEMAND = ["pbctl.api.info", "pblib.reasons", "pbctl.config", "pbctl.api.auth", "pbctl.api.args", "pblib.registers",
+             "pbctl.api.modbus", "pbctl.api.admin", "pbctl.api.ajax", "pbctl.api.session", "pbctl.api.users", "pbctl.diag",
+             "pbctl.repl", "pbctl.start"]
 
 
 def main():

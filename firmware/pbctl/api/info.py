@@ -135,7 +135,18 @@ def _params(app):
         for k in d.cfg:  # a few members at a time: small blocks
             if k == "fixed_rfid":
                 continue  # an RFID: never in a reply (API.md §3)
-            part.append('"%s":%s' % (k, dumps(d.cfg[k])))
+            v = d.cfg[k]
+            if k == "charging_rules" and v:  # a rule at a time (4 of them are 1 KB)
+                if part:
+                    yield "," + ",".join(part)
+                    part = []
+                rsep = ',"charging_rules":['
+                for r in v:
+                    yield rsep + dumps(r)
+                    rsep = ","
+                yield "]"
+                continue
+            part.append('"%s":%s' % (k, dumps(v)))
             if len(part) == 6:
                 yield "," + ",".join(part)
                 part = []

@@ -37,7 +37,7 @@ def rfid_user(app, evse, rfid, req):
 
 def authorize(app, evse, user):
     """Hand the control task the session's user and its charging rules."""
-    return app.control.authorize(evse.dev_id, user["id"], user["charging_rules"])
+    return app.control.authorize(evse.dev_id, user["id"], app.site.compact_rules(user["charging_rules"]))
 
 
 async def enter_rfid(app, req):

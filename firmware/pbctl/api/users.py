@@ -32,13 +32,33 @@ async def get_users(app, req):  # admin, checked by cnf.py
 
 
 def _array(items):
-    import json
-
     sep = "["
     for u in items:
-        yield sep + json.dumps(u)
+        yield sep
+        for piece in _pieces(u):
+            yield piece
         sep = ","
     yield "[]" if sep == "[" else "]"
+
+
+def _pieces(u):
+    # a user in pieces of at most one RFID or rule: a whole user is up to
+    # 2 KB, one block the heap may not have when it is in pieces
+    import json
+
+    sep = "{"
+    for k in u:
+        v = u[k]
+        if isinstance(v, list) and v and isinstance(v[0], dict):
+            head = sep + json.dumps(k) + ":["
+            for x in v:
+                yield head + json.dumps(x)
+                head = ","
+            yield "]"
+        else:
+            yield sep + json.dumps(k) + ":" + json.dumps(v)
+        sep = ","
+    yield "{}" if sep == "{" else "}"
 
 
 async def get_user(app, req):
@@ -77,7 +97,7 @@ async def set_user(app, req):
     async with app.lock:
         u = config.change_user(app.board.FLASH, body, by_admin, owner)
         ctl = app.control  # its sessions follow its rules now
-        await ctl.settle(ctl.user_rules(u["id"], u["charging_rules"]))
+        await ctl.settle(ctl.user_rules(u["id"], app.site.compact_rules(u["charging_rules"])))
     return "ok"
 
 
