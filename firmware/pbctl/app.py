@@ -34,7 +34,7 @@ from micropython import const
 _RESERVE = const(10240)  # heap kept for the control task: requests are shed before it runs short
 
 VERSION = "0.2.0"
-INTEGRATIONS = ()  # (module name in pbctl/integrations/, the parameter that switches it on)
+INTEGRATIONS = (("mqtt", "mqtt_url"),)  # (module name in pbctl/integrations/, the parameter that switches it on)
 
 
 class App:

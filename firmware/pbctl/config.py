@@ -58,9 +58,13 @@ meter_timeout i 1 3600 10
 failsafe_current i -1 80000 -1
 rotation_time i 60 86400 900
 http_timeout i 1 3600 30
-api_read_auth b 0 0 0"""
+api_read_auth b 0 0 0
+mqtt_url s 0 128 
+mqtt_prefix s 0 64 
+mqtt_ha_discovery b 0 0 1"""
 # overdraft_cur is read-only and may only be reset to 0; failsafe_current -1 =
 # each EVSE's minimum; meter_timeout, rotation_time, http_timeout in s.
+# mqtt_*: INTEGRATIONS.md §3, checked further by mqtt_params() below.
 
 _DEVICE = """device_enabled n 0 1 1
 name s 0 32 
@@ -353,6 +357,8 @@ def change_params(site, body, max_evses):
         raise ConfigError("bad json")
     ch = Change(site)
     ch.params = check(PARAMS, body, dict(site.params))
+    if "mqtt_url" in body or "mqtt_prefix" in body:
+        mqtt_params(ch.params, site.params)
     devs = body.get("devices")
     if devs is not None:
         if not isinstance(devs, list) or len(devs) > 1:
@@ -360,6 +366,51 @@ def change_params(site, body, max_evses):
         if devs:
             _device_change(site, ch, devs[0], max_evses)
     return ch
+
+
+def mqtt_url(url):
+    """(user, password, host, port) of `mqtt://[user[:password]@]host[:port]`
+    (user, password None when absent; port default 1883); ValueError if it is
+    no such URL. Host: a name or an IPv4 address (letters, digits, `.-`)."""
+    if not url.startswith("mqtt://"):
+        raise ValueError
+    cred, _, hp = url[7:].rpartition("@")
+    user = pwd = None
+    if _:
+        user, c, pwd = cred.partition(":")
+        if not c:
+            pwd = None
+    host, c, port = hp.partition(":")
+    port = int(port) if c else 1883  # ValueError when not a number
+    if not host or not 0 < port < 65536 or (c and not hp[len(host) + 1 :].isdigit()):
+        raise ValueError
+    for ch in host:
+        if not (ch.isalpha() and ch < "\x80" or ch.isdigit() or ch in ".-"):
+            raise ValueError
+    return user, pwd, host, port
+
+
+def mqtt_params(new, old):
+    """Check mqtt_url and mqtt_prefix of the params new (ConfigError). get_params
+    shows the URL's password as `***` (api/info.py): a URL with the password
+    `***` keeps the stored one, but only for the same user, host and port."""
+    url = new["mqtt_url"]
+    if url:
+        try:
+            user, pwd, host, port = mqtt_url(url)
+            if pwd == "***":
+                ou, opwd, oh, op = mqtt_url(old["mqtt_url"])
+                if (ou, oh, op) != (user, host, port) or opwd is None:
+                    raise ValueError
+                new["mqtt_url"] = "mqtt://%s:%s@%s:%d" % (user, opwd, host, port)
+        except ValueError:
+            raise ConfigError("bad value: mqtt_url")
+    pre = new["mqtt_prefix"]
+    for ch in pre:
+        if not (ch.isalpha() and ch < "\x80" or ch.isdigit() or ch in "_-./"):
+            raise ConfigError("bad value: mqtt_prefix")
+    if pre[:1] == "/" or pre[-1:] == "/" or "//" in pre:
+        raise ConfigError("bad value: mqtt_prefix")
 
 
 def _device_change(site, ch, obj, max_evses):

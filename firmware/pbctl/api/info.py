@@ -88,6 +88,16 @@ def params(app):
     yield "," + members(["meter_timeout", p["meter_timeout"], "failsafe_current", p["failsafe_current"],
                          "rotation_time", p["rotation_time"], "http_timeout", p["http_timeout"],
                          "api_read_auth", p["api_read_auth"]])
+    yield "," + members(["mqtt_url", masked(p["mqtt_url"]), "mqtt_prefix", p["mqtt_prefix"],
+                         "mqtt_ha_discovery", p["mqtt_ha_discovery"]])
+
+
+def masked(url):
+    """mqtt_url as replies show it: the password as `***` (INTEGRATIONS.md §3;
+    set_params takes `***` back as "the stored one", config.mqtt_params)."""
+    cred, at, hp = url.rpartition("@")
+    i = cred.find(":", 7)  # after "mqtt://"
+    return url if not at or i < 0 else cred[: i + 1] + "***@" + hp
 
 
 async def get_dev_info(app, req):
