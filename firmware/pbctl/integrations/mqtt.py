@@ -49,6 +49,7 @@ _BEAT_MS = const(60000)
 _BUF = const(2048)  # the client's outgoing buffer: the largest message (an EVSE's state, ~0.9 KB) twice
 _KEEPALIVE = const(30)
 _MAX_MA = const(80000)
+_prev = None  # the client task of the link stopped last
 
 
 def settings(p):
@@ -107,17 +108,12 @@ def state_hash(d):
 
 class Link:
     def __init__(self, app, s):
-        host, port, user, pwd, pre, ha = s
         self.app = app
-        self.pre = pre or "pbctl/" + app.serial
-        self.ha = ha
-        c = self.c = mqtt.Client("pbctl-" + app.serial, host, port, user, pwd, _KEEPALIVE,
-                                 (self.pre + "/status", "offline", True), _BUF, 128)
-        c.on_connect = self._connected
-        c.on_message = self._message
-        c.subscribe(self.pre + "/+/set/+")
-        if ha:
-            c.subscribe("homeassistant/status")
+        self.s = s
+        self.pre = s[4] or "pbctl/" + app.serial
+        self.ha = s[5]
+        self.c = None  # the client: made by _run (below)
+        self.error = ""
         self.bad = self.commands = self.skipped = self.rounds = 0
         self._want = {}  # dev_id -> [mA or -1, on or -1]: commands not yet handed over
         self._seq = 0  # the last request handed over
@@ -126,10 +122,13 @@ class Link:
         self._known = []  # (dev_id, is_evse) of the devices whose configs are published
         self._p = self._l = None  # site.params, site.devices of the last round
         self._beat = time.ticks_ms()
-        self._tasks = [asyncio.create_task(c.run()), asyncio.create_task(self._run())]
+        self._ct = None  # the client's task
+        self._task = asyncio.create_task(self._run())
 
     def status(self):
         c = self.c
+        if c is None:
+            return {"connected": False, "last_error": self.error}
         return {"connected": c.connected, "broker": "%s:%d" % (c.host, c.port), "last_error": c.last_error,
                 "sent": c.sent, "dropped": c.dropped, "reconnects": c.reconnects, "received": c.received,
                 "commands": self.commands, "bad": self.bad, "skipped": self.skipped}
@@ -137,14 +136,29 @@ class Link:
     def stop(self):
         """Disconnect (the broker drops the will; "offline" is published first),
         stop the tasks, withdraw MQTT's caps and disables."""
+        global _prev
         c = self.c
-        if c.connected:
-            c.publish(self.pre + "/status", "offline", True)
-        c.stop()  # (run() sends what is queued, DISCONNECT, and returns)
-        self._tasks[1].cancel()
+        self._task.cancel()
+        if c is not None:
+            if c.connected:
+                c.publish(self.pre + "/status", "offline", True)
+            c.stop()  # (run() sends what is queued, DISCONNECT, and returns)
+            _prev = self._ct
         w = [d.dev_id for d in self.app.site.devices if d.is_evse and (d.caps[_SRC] or not d.enables[_SRC])]
         if w:
             asyncio.create_task(_withdraw(self.app.control, w))
+
+    def _client(self):
+        host, port, user, pwd, _, ha = self.s
+        c = mqtt.Client("pbctl-" + self.app.serial, host, port, user, pwd, _KEEPALIVE,
+                        (self.pre + "/status", "offline", True), _BUF, 128)
+        c.on_connect = self._connected
+        c.on_message = self._message
+        c.subscribe(self.pre + "/+/set/+")
+        if ha:
+            c.subscribe("homeassistant/status")
+        self.c = c
+        self._ct = asyncio.create_task(c.run())
 
     # ---- the client's callbacks (its tasks) ----
     def _connected(self):
@@ -192,6 +206,19 @@ class Link:
 
     # ---- publishing ----
     async def _run(self):
+        # the client is made here, once the one of the link before (other
+        # settings) has said goodbye and let go of its buffers; with no room
+        # for them, again every 5 s
+        for _ in range(100):
+            if _prev is None or _prev.done():
+                break
+            await asyncio.sleep_ms(50)
+        while self.c is None:
+            try:
+                self._client()
+            except MemoryError:
+                self.error = "out of memory"
+                await asyncio.sleep_ms(5000)
         app = self.app
         ctl = app.control
         c = self.c
