@@ -42,8 +42,6 @@ from micropython import const
 
 from pblib import mqtt
 
-from pbctl.api.cnf import unload
-
 _SRC = const(1)  # devices.Evse.caps source: MQTT
 _BEAT_MS = const(60000)
 _BUF = const(2048)  # the client's outgoing buffer: the largest message (an EVSE's state, ~0.9 KB) twice
@@ -326,6 +324,19 @@ class Link:
         finally:
             mqtt_ha = None
             unload(("pbctl.integrations.mqtt_ha",))
+
+
+def unload(names):
+    # forget modules loaded for a round (as api/cnf.py's unload, which would
+    # bring the HTTP server's module into a test of this one)
+    for k in names:
+        if k in sys.modules:
+            del sys.modules[k]
+            p, _, n = k.rpartition(".")
+            try:
+                delattr(sys.modules[p], n)
+            except (KeyError, AttributeError):
+                pass
 
 
 async def _withdraw(ctl, ids):
