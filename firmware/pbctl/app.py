@@ -101,3 +101,8 @@ class App:
                     self.links[name] = mod.start(self, want)
                 except Exception as e:  # (no heap, a bad address): the controller goes on without it
                     print("pbctl: %s: %r" % (name, e))
+            if name not in self.links:  # off: its code goes too (it is loaded again when switched on)
+                mod = None
+                from pbctl.api.cnf import unload
+
+                unload(("pbctl.integrations." + name,))

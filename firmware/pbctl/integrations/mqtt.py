@@ -44,7 +44,8 @@ from pblib import mqtt
 
 _SRC = const(1)  # devices.Evse.caps source: MQTT
 _BEAT_MS = const(60000)
-_BUF = const(2048)  # the client's outgoing buffer: the largest message (an EVSE's state, ~0.9 KB) twice
+_BUF = const(1536)  # the client's outgoing buffer: the largest message (an EVSE's state: ~0.7 KB, ~1.2 KB
+# with every text field at its longest) fits; _put paces a round by it
 _KEEPALIVE = const(30)
 _MAX_MA = const(80000)
 _prev = None  # the client task of the link stopped last
@@ -142,6 +143,10 @@ class Link:
                 c.publish(self.pre + "/status", "offline", True)
             c.stop()  # (run() sends what is queued, DISCONNECT, and returns)
             _prev = self._ct
+        # the library goes with this module when MQTT is switched off (app.py
+        # unloads this one; a next link of other settings uses the same library
+        # through this module's global `mqtt`)
+        unload(("pblib.mqtt",))
         w = [d.dev_id for d in self.app.site.devices if d.is_evse and (d.caps[_SRC] or not d.enables[_SRC])]
         if w:
             asyncio.create_task(_withdraw(self.app.control, w))
@@ -207,10 +212,12 @@ class Link:
         # the client is made here, once the one of the link before (other
         # settings) has said goodbye and let go of its buffers; with no room
         # for them, again every 5 s
+        global _prev
         for _ in range(100):
             if _prev is None or _prev.done():
                 break
             await asyncio.sleep_ms(50)
+        _prev = None  # (the task holds the old client, and its buffers, while referenced)
         while self.c is None:
             try:
                 self._client()
