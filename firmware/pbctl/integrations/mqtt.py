@@ -36,6 +36,7 @@
 # for a round that publishes and dropped after it unless the API had it loaded.
 import sys
 import time
+from array import array
 
 import asyncio
 from micropython import const
@@ -48,6 +49,7 @@ _BUF = const(1536)  # the client's outgoing buffer: the largest message (an EVSE
 # with every text field at its longest) fits; _put paces a round by it
 _KEEPALIVE = const(30)
 _MAX_MA = const(80000)
+_MAX_DEVS = const(16)  # state hashes kept (config.py: 8 EVSEs and 8 meters at most); more: every pass
 _prev = None  # the client task of the link stopped last
 
 
@@ -116,9 +118,9 @@ class Link:
         self.bad = self.commands = self.skipped = self.rounds = 0
         self._want = {}  # dev_id -> [mA or -1, on or -1]: commands not yet handed over
         self._seq = 0  # the last request handed over
-        self._h = {}  # dev_id -> state_hash last published
+        self._h = array("i", bytes(4 * _MAX_DEVS))  # state_hash last published, by position in site.devices
         self._all = self._disc = False  # publish every state / the discovery configs
-        self._known = []  # (dev_id, is_evse) of the devices whose configs are published
+        self._known = ()  # the site.devices whose configs are published
         self._p = self._l = None  # site.params, site.devices of the last round
         self._beat = time.ticks_ms()
         self._ct = None  # the client's task
@@ -228,10 +230,9 @@ class Link:
         ctl = app.control
         c = self.c
         while True:
-            try:  # after each control pass (at least every second)
-                await asyncio.wait_for_ms(ctl._done.wait(), 1000)
-            except asyncio.TimeoutError:
-                pass
+            # after each control pass (one every cycle_time at least, and one
+            # for every request): no timer of its own, nothing allocated
+            await ctl._done.wait()
             self._hand_over()
             if not c.connected:
                 continue
@@ -252,14 +253,14 @@ class Link:
         if time.ticks_diff(now, self._beat) >= _BEAT_MS:
             self._all = True
         h = self._h
-        todo = self._all or self._disc
+        devs = site.devices
+        todo = self._all or self._disc or len(devs) > _MAX_DEVS
+        i = 0
+        while not todo and i < len(devs):
+            todo = h[i] != state_hash(devs[i])
+            i += 1
         if not todo:
-            for d in site.devices:
-                if h.get(d.dev_id) != state_hash(d):
-                    todo = True
-                    break
-            if not todo:
-                return
+            return
         if not app.admit():  # the heap is short: the control task and HTTP first
             self.skipped += 1
             return
@@ -267,7 +268,7 @@ class Link:
         if self._disc:
             self._disc = False
             await self._discovery(site)
-        loaded = "pbctl.api.info" in sys.modules
+        loaded = "pbctl.api.info" in sys.modules  # (by a request now: it unloads it)
         from pbctl.api import info
 
         every = self._all
@@ -275,11 +276,13 @@ class Link:
             self._all = False
             self._beat = now
         try:
-            for d in site.devices:
+            for i in range(len(devs)):
+                d = devs[i]
                 k = state_hash(d)
-                if not every and h.get(d.dev_id) == k:
-                    continue
-                h[d.dev_id] = k
+                if i < _MAX_DEVS:
+                    if not every and h[i] == k:
+                        continue
+                    h[i] = k
                 parts = list(info.info(d, time.ticks_ms()))
                 if d.is_evse:
                     parts[-1] = parts[-1][:-1] + ',"mqtt_current":%d,"mqtt_enable":%d}' % (
@@ -289,11 +292,7 @@ class Link:
                 parts = None
         finally:
             if not loaded:
-                unload(("pbctl.api.info",))
-        if len(h) > len(site.devices):  # forget deleted devices
-            for k in list(h):
-                if site.device(k) is None:
-                    del h[k]
+                unload(("pbctl.api.info", "pblib.reasons"))
 
     async def _put(self, topic, payload, retain=False):
         # publish when the client's buffer has room (waiting up to 1 s);
@@ -315,19 +314,19 @@ class Link:
         from pbctl.integrations import mqtt_ha
 
         try:
-            now = [(d.dev_id, d.is_evse) for d in site.devices]
+            devs = site.devices
             for x in self._known:
-                if x not in now:
-                    for t, _ in mqtt_ha.configs(self, x[0], x[1], None):
+                if site.device(x.dev_id) is None:
+                    for t, _ in mqtt_ha.configs(self, x.dev_id, x.is_evse, None):
                         if not await self._put(t, "", True):
+                            self._disc = True  # again on the next connect
                             return
-            self._known = []
-            for d in site.devices:
+            for d in devs:
                 for t, p in mqtt_ha.configs(self, d.dev_id, d.is_evse, d):
                     if not await self._put(t, p, True):
-                        self._disc = True  # again on the next connect
+                        self._disc = True
                         return
-                self._known.append((d.dev_id, d.is_evse))
+            self._known = devs
         finally:
             mqtt_ha = None
             unload(("pbctl.integrations.mqtt_ha",))
