@@ -224,6 +224,7 @@ async function poll() {
       render(last);
       sample(last);
       status("");
+      if (Date.now() - linksAt > 10000) links();
       wait = Math.min(Math.max(last.params.cycle_time, 1000), 5000);
     } catch (e) {
       status(e.message);
@@ -232,6 +233,25 @@ async function poll() {
   }
   clearTimeout(polling);
   polling = setTimeout(poll, wait);
+}
+
+// the integrations' state (sys_info links: MQTT, ...), every 10 s with the polling
+let linksAt = 0;
+async function links() {
+  linksAt = Date.now();
+  try {
+    const l = (await api("sys_info")).links || {}, el = $("#links");
+    el.innerHTML = Object.keys(l).sort().map(n => {
+      const x = l[n], err = x.last_error ? " · " + x.last_error : "";
+      const counts = ["sent", "dropped", "reconnects", "bad"].filter(k => k in x).map(k => k + " " + x[k]).join(", ");
+      return '<span class="ln ' + (x.connected ? "up" : "down") + '" data-link="' + esc(n) + '"><b>' +
+        esc(n.toUpperCase()) + "</b> " + (x.connected ? "connected" : "not connected") + esc(err) +
+        (counts ? " <small>(" + esc(counts) + ")</small>" : "") + "</span>";
+    }).join("");
+    el.hidden = !Object.keys(l).length;
+  } catch (e) {
+    // (the dashboard goes on without it)
+  }
 }
 
 function status(msg) {
@@ -256,6 +276,12 @@ const PARAMS = [
   ["rotation_time", "Rotation time of paused EVSEs (s)", "i"],
   ["http_timeout", "Timeout of HTTP input devices (s)", "i"],
   ["api_read_auth", "Reading the API needs the admin login", "b"],
+];
+// MQTT (INTEGRATIONS.md §3): the password comes back as *** and is kept when *** is sent again
+const MQTT = [
+  ["mqtt_url", "Broker (mqtt://user:password@host:port, empty = off)", "s"],
+  ["mqtt_prefix", "Topic prefix (empty = pbctl/<serial number>)", "s"],
+  ["mqtt_ha_discovery", "Home Assistant discovery", "b"],
 ];
 const DEVICE = [
   ["name", "Name", "s"], ["device_enabled", "Enabled", "b"], ["desc", "Description", "s"],
@@ -403,6 +429,10 @@ async function loadSettings() {
   f.innerHTML = PARAMS.map(x => field(x, conf[x[0]])).join("") +
     '<p class="info">Version ' + esc(conf.version) + " · up to " + conf.max_evses + " EVSEs · EVSEs use " +
     kw(conf.cons_evse_power) + " of " + kw(conf.avail_evse_power) + " kW available</p>" + buttons("Save");
+  f.fields = PARAMS;
+  const m = $("#mqtt");
+  m.innerHTML = MQTT.map(x => field(x, conf[x[0]])).join("") + buttons("Save");
+  m.fields = MQTT;
   $("#devices").innerHTML = conf.devices.map(d => '<div class="item" data-dev="' + esc(d.dev_id) + '"><span><b>' +
     esc(d.name || d.dev_id) + "</b> <small>" + esc(d.dev_id) + " · " + esc(conf.dev_meta[d.dev_type] || d.dev_type) +
     "</small></span><span><button type=\"button\" class=\"link\" data-edit>Edit</button> " +
@@ -414,10 +444,11 @@ async function loadSettings() {
 }
 
 async function saveParams(e) {
+  // the load management form or the MQTT form: each has its field list
   e.preventDefault();
-  const f = $("#params");
+  const f = e.target;
   clearErrors(f);
-  const v = read(f, PARAMS, {}), body = {};
+  const v = read(f, f.fields, {}), body = {};
   for (const k in v) if (JSON.stringify(v[k]) !== JSON.stringify(conf[k])) body[k] = v[k];
   if (!Object.keys(body).length) return note(f, "nothing changed");
   try {
@@ -580,6 +611,7 @@ function start() {
     if (location.hash === "#settings") loadUsers(false);
   };
   $("#params").onsubmit = saveParams;
+  $("#mqtt").onsubmit = saveParams;
   $("#devices").onclick = deviceAction;
   $("#dev-add").onclick = () => editDevice(Object.assign({ dev_type: $("#dev-type").value, device_enabled: 1,
     used_phases: 0, charging_rules: [], users: [] }, { name: "", desc: "", address: "", id: 1, label: "",
