@@ -234,6 +234,8 @@ class Link:
             # for every request): no timer of its own, nothing allocated
             await ctl._done.wait()
             self._hand_over()
+            if app.net is not None:  # the board's WiFi: a broker's name is resolved without blocking
+                c.dns = app.net.dns
             if not c.connected:
                 continue
             try:
