@@ -36,7 +36,7 @@ from micropython import const
 _RESERVE = const(10240)  # heap kept for the control task: requests are shed before it runs short
 
 VERSION = "0.2.0"
-INTEGRATIONS = (("mbtcp", "modbus_tcp"), ("ocpp", "ocpp_url"))  # (module name in pbctl/integrations/, the parameter that switches it on)
+INTEGRATIONS = (("mbtcp", "modbus_tcp"), ("ocpp", "ocpp_url"), ("mqtt", "mqtt_url"))  # (module name in pbctl/integrations/, the parameter that switches it on)
 
 
 class App:
@@ -104,3 +104,8 @@ class App:
                     self.links[name] = mod.start(self, want)
                 except Exception as e:  # (no heap, a bad address): the controller goes on without it
                     print("pbctl: %s: %r" % (name, e))
+            if name not in self.links:  # off: its code goes too (it is loaded again when switched on)
+                mod = None
+                from pbctl.api.cnf import unload
+
+                unload(("pbctl.integrations." + name,))

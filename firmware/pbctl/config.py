@@ -64,7 +64,10 @@ max_phase_skew i 0 1000000 0
 modbus_tcp i 0 2 0
 modbus_tcp_port i 1 65533 4701
 ocpp_url s 0 128 
-ocpp_password s 0 40 """
+ocpp_password s 0 40 
+mqtt_url s 0 128 
+mqtt_prefix s 0 64 
+mqtt_ha_discovery b 0 0 1"""
 # overdraft_cur is read-only and may only be reset to 0; failsafe_current -1 =
 # each EVSE's minimum; meter_timeout, rotation_time, http_timeout in s;
 # phase_switch_min_time s, max_phase_skew mA (0 = off; INTEGRATIONS.md §5).
@@ -72,6 +75,7 @@ ocpp_password s 0 40 """
 # §2); modbus_tcp_port: base port (base+1, base+2 also listen).
 # ocpp_url: "" (off) or a ws:// / wss:// URL (pblib.ws.parse_url); ocpp_password:
 # OCPP security profile 1 (HTTP Basic), never in a reply (INTEGRATIONS.md §4).
+# mqtt_*: INTEGRATIONS.md §3, checked further by mqtt_params() below.
 
 _DEVICE = """device_enabled n 0 1 1
 name s 0 32 
@@ -393,6 +397,8 @@ def change_params(site, body, max_evses):
             parse_url(u)
         except ValueError:
             raise ConfigError("bad value: ocpp_url")
+    if "mqtt_url" in body or "mqtt_prefix" in body:
+        mqtt_params(ch.params, site.params)
     devs = body.get("devices")
     if devs is not None:
         if not isinstance(devs, list) or len(devs) > 1:
@@ -400,6 +406,51 @@ def change_params(site, body, max_evses):
         if devs:
             _device_change(site, ch, devs[0], max_evses)
     return ch
+
+
+def mqtt_url(url):
+    """(user, password, host, port) of `mqtt://[user[:password]@]host[:port]`
+    (user, password None when absent; port default 1883); ValueError if it is
+    no such URL. Host: a name or an IPv4 address (letters, digits, `.-`)."""
+    if not url.startswith("mqtt://"):
+        raise ValueError
+    cred, _, hp = url[7:].rpartition("@")
+    user = pwd = None
+    if _:
+        user, c, pwd = cred.partition(":")
+        if not c:
+            pwd = None
+    host, c, port = hp.partition(":")
+    port = int(port) if c else 1883  # ValueError when not a number
+    if not host or not 0 < port < 65536 or (c and not hp[len(host) + 1 :].isdigit()):
+        raise ValueError
+    for ch in host:
+        if not (ch.isalpha() and ch < "\x80" or ch.isdigit() or ch in ".-"):
+            raise ValueError
+    return user, pwd, host, port
+
+
+def mqtt_params(new, old):
+    """Check mqtt_url and mqtt_prefix of the params new (ConfigError). get_params
+    shows the URL's password as `***` (api/info.py): a URL with the password
+    `***` keeps the stored one, but only for the same user, host and port."""
+    url = new["mqtt_url"]
+    if url:
+        try:
+            user, pwd, host, port = mqtt_url(url)
+            if pwd == "***":
+                ou, opwd, oh, op = mqtt_url(old["mqtt_url"])
+                if (ou, oh, op) != (user, host, port) or opwd is None:
+                    raise ValueError
+                new["mqtt_url"] = "mqtt://%s:%s@%s:%d" % (user, opwd, host, port)
+        except ValueError:
+            raise ConfigError("bad value: mqtt_url")
+    pre = new["mqtt_prefix"]
+    for ch in pre:
+        if not (ch.isalpha() and ch < "\x80" or ch.isdigit() or ch in "_-./"):
+            raise ConfigError("bad value: mqtt_prefix")
+    if pre[:1] == "/" or pre[-1:] == "/" or "//" in pre:
+        raise ConfigError("bad value: mqtt_prefix")
 
 
 def _device_change(site, ch, obj, max_evses):

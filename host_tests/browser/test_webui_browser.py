@@ -259,6 +259,45 @@ def test_401_asks_for_login_in_the_page_then_saves_max_total_current(page):
     assert sim.get("cmd=get_params")[1]["max_total_current"] == before
 
 
+def test_mqtt_settings_and_the_link_on_the_dashboard(page, tmp_path):
+    from mqttbroker import SKIP, Broker
+
+    if SKIP:
+        pytest.skip(SKIP)
+    sim, d = page
+    b = Broker(tmp_path).start()
+    try:
+        open_page(d, "#settings")
+        login_now(d)
+        url = wait(d, lambda: visible(d, "#mqtt [name=mqtt_url]"), what="MQTT form")
+        assert url.get_attribute("value") == ""
+        assert css(d, "#mqtt [name=mqtt_ha_discovery]")[0].is_selected()
+        url.send_keys("mqtt://pb:secret@127.0.0.1:%d" % b.port)
+        pre = css(d, "#mqtt [name=mqtt_prefix]")[0]
+        pre.send_keys("a b")
+        css(d, "#mqtt button[type=submit]")[0].click()
+        err = css(d, '#mqtt [data-err="mqtt_prefix"]')[0]
+        wait(d, lambda: err.text == "bad value: mqtt_prefix", what="error next to the prefix")
+        assert sim.get("cmd=get_params")[1]["mqtt_url"] == ""
+        pre.clear()
+        pre.send_keys("ui/test")
+        css(d, "#mqtt button[type=submit]")[0].click()
+        wait(d, lambda: css(d, "#mqtt .msg")[0].text == "saved", what="saved")
+        shown = "mqtt://pb:***@127.0.0.1:%d" % b.port
+        p = sim.get("cmd=get_params")[1]
+        assert (p["mqtt_url"], p["mqtt_prefix"], p["mqtt_ha_discovery"]) == (shown, "ui/test", True)
+        d.refresh()  # the form again: the password masked
+        url = wait(d, lambda: visible(d, "#mqtt [name=mqtt_url]"), what="MQTT form")
+        wait(d, lambda: url.get_attribute("value") == shown, what="masked URL")
+        # the dashboard shows the link
+        d.get(d.base + "#dash")
+        ln = wait(d, lambda: visible(d, '#links [data-link="mqtt"]'), timeout=20, what="MQTT status")
+        wait(d, lambda: "connected" in ln.text and "not" not in ln.text, timeout=20, what="connected")
+        admin(sim, "cmd=set_params", {"mqtt_url": ""})
+    finally:
+        b.stop()
+
+
 def login_now(d):
     d.execute_script("setAuth(arguments[0])", "%s:%s" % ADMIN)
 

@@ -157,3 +157,19 @@ def test_numeric_host():
     assert mqtt._ip("192.168.1.5") == "192.168.1.5"
     for h in ("broker.lan", "1.2.3", "1.2.3.256", "1.2.3.4.5", "", "a.b.c.d", "1.2.3.-4"):
         assert mqtt._ip(h) is None, h
+
+
+def test_room_is_what_a_publish_can_take():
+    # Client.room(): the bytes free in the outgoing buffer, counting the
+    # sent head that publish() moves out of the way (not while it is being written)
+    c = mqtt.Client("c", "127.0.0.1", buf_size=64)
+    assert c.room() == 64
+    assert c.publish("t", b"x" * 10)  # 2 + 2 + 1 + 10 = 15 bytes
+    assert c.room() == 49
+    c._h = 15  # (as the writer does once the head packet is out)
+    assert c.room() == 64
+    c._out = True  # the head is being written: it cannot move
+    assert c.room() == 49
+    c._out = False
+    assert c.publish("t", b"y" * 59) is True and c.room() == 0  # 64 bytes, after moving the queue
+    assert c.publish("t", b"") is False and c.dropped == 1

@@ -290,6 +290,11 @@ class Client:
         self._wake.set()
         return True
 
+    def room(self):
+        # bytes a publish() may take now (so a caller can pace a burst; the
+        # head packet being written is not moved)
+        return len(self._q) - self._t + (0 if self._out else self._h)
+
     def subscribe(self, topic_filter):
         # QoS 0; kept, and sent on every connect (now too, if connected)
         if topic_filter not in self._subs:

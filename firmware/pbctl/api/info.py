@@ -93,6 +93,16 @@ def params(app):
                          "modbus_tcp_port", p["modbus_tcp_port"]])
     # the integrations' settings (a password never: only whether one is set)
     yield "," + members(["ocpp_url", p["ocpp_url"], "ocpp_password_set", p["ocpp_password"] != ""])
+    yield "," + members(["mqtt_url", masked(p["mqtt_url"]), "mqtt_prefix", p["mqtt_prefix"],
+                         "mqtt_ha_discovery", p["mqtt_ha_discovery"]])
+
+
+def masked(url):
+    """mqtt_url as replies show it: the password as `***` (INTEGRATIONS.md §3;
+    set_params takes `***` back as "the stored one", config.mqtt_params)."""
+    cred, at, hp = url.rpartition("@")
+    i = cred.find(":", 7)  # after "mqtt://"
+    return url if not at or i < 0 else cred[: i + 1] + "***@" + hp
 
 
 async def get_dev_info(app, req):

@@ -139,6 +139,7 @@ class Net:
         self.ap = None
         self.state = "off"  # "connecting", "up", "down"
         self.ip = None
+        self.dns = None  # the DNS server the network gave (pblib.mqtt resolves with it, without blocking)
         self.ap_ssid = None
         self.ap_password = None
         self.connects = 0
@@ -176,7 +177,9 @@ class Net:
                 if self.state != "up":
                     self.state = "up"
                     self.connects += 1
-                    self.ip = sta.ifconfig()[0]
+                    cf = sta.ifconfig()
+                    self.ip = cf[0]
+                    self.dns = cf[3]
                     print("pbctl: WiFi %s connected: http://%s/cnf" % (self.creds.get("ssid"), self.ip))
                     self.access_point(False)
                 self.sync_time(now)

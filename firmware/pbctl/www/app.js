@@ -218,22 +218,6 @@ function draw() {
     '<span><i style="border-color:#e03131;border-style:dotted"></i>max_total_current</span>';
 }
 
-// the integrations' connection status (sys_info links), at most every 15 s while one is switched on
-let linksAt = 0;
-async function links(d) {
-  const el = $("#links");
-  if (!d.params.ocpp_url) { el.hidden = true; return; }
-  if (Date.now() - linksAt < 15000) return;
-  linksAt = Date.now();
-  try {
-    const o = (await api("sys_info")).links.ocpp;
-    el.hidden = false;
-    el.className = "card links " + (o && o.state === "connected" ? "ok" : "bad");
-    el.textContent = "OCPP: " + (o ? o.state + (o.last_error ? " · " + o.last_error : "") +
-      " · " + o.journal + " queued" : "not running");
-  } catch (e) { /* the next poll again */ }
-}
-
 let polling = 0;
 async function poll() {
   let wait = 3000;
@@ -243,8 +227,8 @@ async function poll() {
       render(last);
       sample(last);
       status("");
+      if (Date.now() - linksAt > 10000) links();
       wait = Math.min(Math.max(last.params.cycle_time, 1000), 5000);
-      links(last);
     } catch (e) {
       status(e.message);
       if (e.status === 401) wait = 30000; // login cancelled: ask again later
@@ -252,6 +236,30 @@ async function poll() {
   }
   clearTimeout(polling);
   polling = setTimeout(poll, wait);
+}
+
+// the integrations' state (sys_info links: Modbus TCP, OCPP, MQTT), every 10 s with the polling
+let linksAt = 0;
+function linkText(n, x) {
+  if (n === "mbtcp") return [!x.error, x.error ? "not listening · " + x.error : "port " + x.port + ", " + x.clients + " clients"];
+  if (n === "ocpp") return [x.state === "connected", x.state + (x.last_error ? " · " + x.last_error : "") + " · " + x.journal + " queued"];
+  const counts = ["sent", "dropped", "reconnects", "bad"].filter(k => k in x).map(k => k + " " + x[k]).join(", ");
+  return [x.connected, (x.connected ? "connected" : "not connected") + (x.last_error ? " · " + x.last_error : "") +
+    (counts ? " (" + counts + ")" : "")];
+}
+async function links() {
+  linksAt = Date.now();
+  try {
+    const l = (await api("sys_info")).links || {}, el = $("#links");
+    el.innerHTML = Object.keys(l).sort().map(n => {
+      const [up, text] = linkText(n, l[n]);
+      return '<span class="ln ' + (up ? "up" : "down") + '" data-link="' + esc(n) + '"><b>' +
+        esc({mbtcp: "Modbus TCP", ocpp: "OCPP", mqtt: "MQTT"}[n] || n) + "</b> " + esc(text) + "</span>";
+    }).join("");
+    el.hidden = !Object.keys(l).length;
+  } catch (e) {
+    // (the dashboard goes on without it)
+  }
 }
 
 function status(msg) {
@@ -283,6 +291,12 @@ const PARAMS = [
   ["modbus_tcp_port", "Modbus TCP base port (wallbox; +1, +2: meters)", "i"],
   ["ocpp_url", "OCPP 1.6J central system (ws:// or wss:// URL ending in the charge point id; empty = off)", "s"],
   ["ocpp_password", "OCPP password (empty = unchanged)", "pw"],
+];
+// MQTT (INTEGRATIONS.md §3): the password comes back as *** and is kept when *** is sent again
+const MQTT = [
+  ["mqtt_url", "Broker (mqtt://user:password@host:port, empty = off)", "s"],
+  ["mqtt_prefix", "Topic prefix (empty = pbctl/<serial number>)", "s"],
+  ["mqtt_ha_discovery", "Home Assistant discovery", "b"],
 ];
 const DEVICE = [
   ["name", "Name", "s"], ["device_enabled", "Enabled", "b"], ["desc", "Description", "s"],
@@ -436,6 +450,10 @@ async function loadSettings() {
   f.innerHTML = PARAMS.map(x => field(x, conf[x[0]])).join("") +
     '<p class="info">Version ' + esc(conf.version) + " · up to " + conf.max_evses + " EVSEs · EVSEs use " +
     kw(conf.cons_evse_power) + " of " + kw(conf.avail_evse_power) + " kW available</p>" + buttons("Save");
+  f.fields = PARAMS;
+  const m = $("#mqtt");
+  m.innerHTML = MQTT.map(x => field(x, conf[x[0]])).join("") + buttons("Save");
+  m.fields = MQTT;
   $("#devices").innerHTML = conf.devices.map(d => '<div class="item" data-dev="' + esc(d.dev_id) + '"><span><b>' +
     esc(d.name || d.dev_id) + "</b> <small>" + esc(d.dev_id) + " · " + esc(conf.dev_meta[d.dev_type] || d.dev_type) +
     "</small></span><span><button type=\"button\" class=\"link\" data-edit>Edit</button> " +
@@ -447,10 +465,11 @@ async function loadSettings() {
 }
 
 async function saveParams(e) {
+  // the load management form or the MQTT form: each has its field list
   e.preventDefault();
-  const f = $("#params");
+  const f = e.target;
   clearErrors(f);
-  const v = read(f, PARAMS, {}), body = {};
+  const v = read(f, f.fields, {}), body = {};
   for (const k in v) if (JSON.stringify(v[k]) !== JSON.stringify(conf[k])) body[k] = v[k];
   if (!Object.keys(body).length) return note(f, "nothing changed");
   try {
@@ -614,6 +633,7 @@ function start() {
     if (location.hash === "#settings") loadUsers(false);
   };
   $("#params").onsubmit = saveParams;
+  $("#mqtt").onsubmit = saveParams;
   $("#devices").onclick = deviceAction;
   $("#dev-add").onclick = () => editDevice(Object.assign({ dev_type: $("#dev-type").value, device_enabled: 1,
     used_phases: 0, charging_rules: [], users: [] }, { name: "", desc: "", address: "", id: 1, label: "",
