@@ -5,7 +5,7 @@ import os
 import socket
 import subprocess
 
-from simrun import ROOT, micropython_bin, micropython_env  # noqa: F401
+from simrun import ROOT, heap_bytes, micropython_bin, micropython_env  # noqa: F401
 
 HEAP = "96k"  # the unit suites run on an ESP32-sized heap
 SCRIPTS = os.path.join(ROOT, "host_tests", "mpy", "scripts")

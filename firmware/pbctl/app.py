@@ -28,6 +28,7 @@ every configuration change. An integration reads app.site and hands the
 control task requests; its module stays loaded while it runs.
 """
 import gc
+import sys
 import time
 
 import asyncio
@@ -106,6 +107,4 @@ class App:
                     print("pbctl: %s: %r" % (name, e))
             if name not in self.links:  # off: its code goes too (it is loaded again when switched on)
                 mod = None
-                from pbctl.api.cnf import unload
-
-                unload(("pbctl.integrations." + name,))
+                sys.modules.pop("pbctl.integrations." + name, None)

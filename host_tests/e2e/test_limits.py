@@ -147,7 +147,7 @@ def test_one_past_each_bound_is_a_400_naming_it():
     small_e = lambda k: {"dev_type": "evse_powerbrain", "dev_id": "E%d" % k, "address": "rtu:%d" % (10 + k)}  # noqa: E731
     small_m = lambda k: {"dev_type": "meter_powerbrain", "dev_id": "M%d" % k, "address": "rtu:%d" % (30 + k)}  # noqa: E731
     small_u = lambda u: {"id": "%016d" % u, "name": "u%d" % u}  # noqa: E731
-    with Sim() as s:
+    with Sim(heap="192k") as s:  # (the bounds, not the heap: that is the test above)
         for k in range(1, 9):
             assert set_params(s, {"devices": [small_e(k)]}) == (200, "ok"), k
             assert set_params(s, {"devices": [small_m(k)]}) == (200, "ok"), k
