@@ -260,6 +260,8 @@ def test_reset_stops_the_transaction_and_boots_again(sim, cs):
     until(lambda: len(cs.messages("StopTransaction", m)) == 2)
 
 
+@pytest.mark.xfail(strict=False, reason="open (issue 16): in full-suite runs on a loaded machine the journal holds 3 "
+                   "entries instead of 2 after the offline unplug/plug (passes alone); being traced")
 def test_offline_journal_survives_a_killed_central_system_and_a_reboot(sim, cs):
     """Central system killed mid-transaction; the car leaves and comes back;
     the controller reboots with a transaction open: after the central system
