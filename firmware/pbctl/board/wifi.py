@@ -205,8 +205,6 @@ class Net:
             while time.ticks_diff(time.ticks_ms(), t0) < self.CONNECT_MS:
                 await asyncio.sleep_ms(self.POLL_MS)
                 if self.state == "up" and not self._changed:
-                    if self.ap is not None and self.ap.active():
-                        self.ap_until = time.ticks_add(time.ticks_ms(), self.AP_LINGER_MS)
                     return True
                 if self.error and self.state != "up":
                     break
@@ -250,6 +248,8 @@ class Net:
                     self.ip = cf[0]
                     self.dns = cf[3]
                     print("pbctl: WiFi %s connected: http://%s/" % (self.creds.get("ssid"), self.ip))
+                    if self.trying and self.ap is not None and self.ap.active():
+                        self.ap_until = time.ticks_add(now, self.AP_LINGER_MS)  # (for set_wifi's client)
                 if self.ap_until is None or time.ticks_diff(now, self.ap_until) >= 0:
                     self.ap_until = None
                     self.access_point(False)
