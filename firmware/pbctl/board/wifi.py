@@ -137,7 +137,7 @@ def repl(app, ssid=None, password=None):
     if n is None:
         return
     if n.ip:
-        print("  http://%s/cnf, %d connects, %d losses" % (n.ip, n.connects, n.losses))
+        print("  http://%s/, %d connects, %d losses" % (n.ip, n.connects, n.losses))
     if n.error:
         print("  last attempt: " + n.error)
     if n.synced_ms is not None:
