@@ -622,7 +622,7 @@ async function loadWifi() {
   try { w = (await api("sys_info")).wifi; } catch (e) { /* shown by the other cards */ }
   $("#wifi-card").hidden = !w;
   if (!w) return;
-  $("#wifi-status").textContent = (w.connected ? "Connected to " + w.ssid + " at http://" + w.ip + "/" :
+  $("#wifi-status").textContent = (w.connected ? "Connected to " + w.ssid + ", address " + w.ip :
     w.ssid ? "Not connected to " + w.ssid + (w.error ? " (" + w.error + ")" : "") : "No network set") +
     (w.ap ? " · setup access point " + w.ap + " open" : "");
 }
@@ -649,7 +649,7 @@ async function setWifi(e) {
   try {
     const r = await api("set_wifi", null, { ssid: f.ssid.value, password: f.password.value });
     f.password.value = "";
-    note(f, "connected: the controller is at http://" + r.ip + "/ on " + r.ssid);
+    note(f, "connected to " + r.ssid + ": the controller's address there is " + r.ip);
   } catch (err) {
     showError(f, err);
   }
