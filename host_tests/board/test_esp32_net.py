@@ -18,17 +18,26 @@ def test_ap_ssid_is_pbctl_and_the_last_4_hex_digits_of_the_mac():
     assert wifi.ap_ssid(b"\x00\x00\x00\x00\x0a\x01") == "pbctl-0A01"
 
 
-def test_password():
-    pw = wifi.make_password(lambda n: bytes(range(n)))
-    assert pw == "abcdefghijkm"  # byte b -> one of 32 characters
-    assert len(set(wifi.make_password(lambda n: bytes(range(256))[:n], 256))) == 32
-    import os
+def test_the_setup_access_point_has_the_documented_password():
+    assert wifi.AP_PASSWORD == "pbctl-setup" and 8 <= len(wifi.AP_PASSWORD) <= 63  # WPA2
+    assert wifi.AP_URL == "http://192.168.4.1/"
 
-    pw = wifi.make_password(os.urandom)
-    assert 8 <= len(pw) <= 63  # WPA2
-    assert all(c in wifi._PW_CHARS for c in pw)
-    for bad in "l1o0IO":
-        assert bad not in wifi._PW_CHARS
+
+def test_scan_results_as_scan_wifi_lists_them():
+    from pbctl.api import wifi as api
+
+    found = [(b"home", b"\x01" * 6, 6, -48, 3, False), (b"home", b"\x02" * 6, 11, -70, 3, False),
+             (b"cafe", b"\x03" * 6, 1, -80, 0, False), (b"", b"\x04" * 6, 1, -30, 3, True),
+             (b"hidden", b"\x05" * 6, 1, -30, 3, True), (b"\xff\xfe", b"\x06" * 6, 1, -40, 3, False),
+             (b"new", b"\x07" * 6, 13, -101, 6, False), (b"odd", b"\x08" * 6, 3, -60, 42, False)]
+    assert api.networks(found) == [
+        {"ssid": "home", "rssi": -48, "signal": 100, "security": "wpa2", "channel": 6},
+        {"ssid": "odd", "rssi": -60, "signal": 80, "security": "42", "channel": 3},
+        {"ssid": "cafe", "rssi": -80, "signal": 40, "security": "open", "channel": 1},
+        {"ssid": "new", "rssi": -101, "signal": 0, "security": "wpa3", "channel": 13},
+    ]
+    many = [(b"n%02d" % i, b"\x01" * 6, 1, -50 - i, 3, False) for i in range(30)]
+    assert [d["ssid"] for d in api.networks(many)] == ["n%02d" % i for i in range(20)]
 
 
 @pytest.fixture(scope="module")
@@ -46,11 +55,10 @@ def res():
 def test_first_setup_opens_the_access_point(res):
     s = res["no_creds"][0]
     assert s["ap"] and s["ap_ssid"] == "pbctl-B2C3"  # the station's MAC
-    assert s["ap_cfg"] == {"ssid": "pbctl-B2C3", "key": s["password"], "security": 3}  # WPA2-PSK
-    assert 8 <= len(s["password"]) <= 63
+    assert s["ap_cfg"] == {"ssid": "pbctl-B2C3", "key": "pbctl-setup", "security": 3}  # WPA2-PSK
+    assert s["password"] == "pbctl-setup"
     assert s["connect_calls"] == [] and s["state"] == "off"
-    # the password is shown on the REPL (and only there)
-    assert "setup access point pbctl-B2C3, password %s: http://192.168.4.1/cnf" % s["password"] in res["output"]
+    assert "pbctl: setup access point pbctl-B2C3: http://192.168.4.1/\n" in res["output"]
 
 
 def test_station_connects_and_sets_the_time(res):
@@ -88,6 +96,35 @@ def test_new_credentials_take_effect_at_once(res):
     assert r[1]["state"] == "up" and r[1]["connect_calls"][-1] == ["home", "secret"]
 
 
+def test_trial_wrong_password_goes_back_to_the_old_network(res):
+    t = res["trial"]
+    assert t["before"]["status"] == {"state": "up", "connected": True, "ssid": "home", "ip": "192.168.1.50",
+                                     "error": None, "connects": 1, "losses": 0, "ap": None}
+    w = t["wrong"]
+    assert w["ok"] is False and w["error"] == "wrong password"
+    assert w["creds"] == {"ssid": "home", "password": "secret"}  # the old ones again
+    assert w["ms"] < 300, w  # the reason ends the wait (CONNECT_MS 400)
+    assert w["connect_calls"][-1] == ["home", "wrongpass"]
+    n = t["nowhere"]
+    assert n["ok"] is False and n["error"] == "network not found"
+    assert n["creds"] == {"ssid": "home", "password": "secret"}
+    assert n["state"] != "up"  # (nothing reconnected between the trials: no stale "up")
+    o = t["other"]
+    assert o["ok"] is True and o["state"] == "up" and o["creds"] == {"ssid": "attic", "password": "attic-pw1"}
+    assert o["connect_calls"][-1] == ["attic", "attic-pw1"]
+    assert t["status"]["ssid"] == "attic" and t["status"]["error"] is None and t["status"]["connected"]
+
+
+def test_trial_from_the_access_point_lingers_then_closes_it(res):
+    t = res["trial"]
+    assert t["ap"]["status"] == {"state": "off", "connected": False, "ssid": None, "ip": None, "error": None,
+                                 "connects": 0, "losses": 0, "ap": "pbctl-B2C3"}
+    f = t["first"]
+    assert f["ok"] is True and f["state"] == "up"
+    assert f["ap"]  # still open: the phone that sent set_wifi reads the reply there
+    assert t["lingered"]["ap"] is False and t["lingered"]["status"]["ap"] is None  # closed after AP_LINGER_MS
+
+
 def test_ntp_failure_is_retried(res):
     first, later = res["ntp"]
     assert first["state"] == "up" and not first["synced"] and first["ntp_calls"] == 1
@@ -112,6 +149,9 @@ def test_credentials_stored_and_loaded(tmp_path):
     assert wifi.load_creds(flash) == {"ssid": "home", "password": "secret12"}
     assert wifi.save_creds(flash, "café", "") == {"ssid": "café", "password": ""}  # an open network
     assert wifi.load_creds(flash) == {"ssid": "café", "password": ""}
+    assert wifi.save_creds(flash, "home", "secret12", "ap-secret") == {"ssid": "home", "password": "secret12",
+                                                                      "ap_password": "ap-secret"}
+    assert wifi.load_creds(flash) == {"ssid": "home", "password": "secret12", "ap_password": "ap-secret"}
     assert wifi.save_creds(flash, "", None) == {}  # forget them
     assert not (tmp_path / "wifi.json").exists() and wifi.load_creds(flash) == {}
 
@@ -122,6 +162,8 @@ def test_credentials_stored_and_loaded(tmp_path):
     ("home", "short", "password: 8..63 characters (WPA2), or empty for an open network"),
     ("home", "p" * 64, "password: 8..63 characters (WPA2), or empty for an open network"),
     ("home", 12345678, "password: 8..63 characters (WPA2), or empty for an open network"),
+    (None, "secret12", "ssid: 1..32 bytes"),
+    (5, "secret12", "ssid: 1..32 bytes"),
 ])
 def test_bad_credentials_change_nothing(tmp_path, ssid, pw, msg):
     wifi.save_creds(str(tmp_path), "home", "secret12")

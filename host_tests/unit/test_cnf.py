@@ -13,7 +13,7 @@ COMMANDS = {
     "get_diag_log": ("admin", "a"), "set_ajax_meter": ("ajax", "a"), "set_ajax_evse": ("ajax", "a"),
     "enter_rfid": ("session", "u"), "override_device": ("session", "u"), "soft_meter": ("session", "u"),
     "get_users": ("users", "a"), "get_user": ("users", "u"), "set_user": ("users", "u"),
-    "get_new_user_id": ("users", "a"),
+    "get_new_user_id": ("users", "a"), "scan_wifi": ("wifi", "a"), "set_wifi": ("wifi", "a"),
 }
 
 

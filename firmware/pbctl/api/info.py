@@ -187,4 +187,6 @@ async def sys_info(app, req):
         "modules": sorted(sys.modules),
         # the integrations running: each one's status (connected, last error, counters)
         "links": dict((k, v.status()) for k, v in app.links.items()),
+        # the board's WiFi (board/wifi.py Net.status(): never a password); null without one
+        "wifi": app.net.status() if app.net else None,
     }

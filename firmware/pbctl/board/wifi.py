@@ -11,23 +11,33 @@ point for first setup, NTP time. Nothing here blocks the event loop for long.
   started over.
 - Access point for first setup: with no credentials, or when the station has
   been down for AP_AFTER_MS, the board opens a WPA2 access point
-  "pbctl-XXXX" (the last 4 hex digits of its MAC) with a random password that
-  is made once per boot and printed on the REPL only; the API is then at
-  http://192.168.4.1/cnf. It closes once the station is connected. While it
-  is open the station is tried every RETRY_MS only: each attempt takes the
-  radio off the access point's channel for a moment.
+  "pbctl-XXXX" (the last 4 hex digits of its MAC); the web UI and the API are
+  then at http://192.168.4.1/. **Decision:** its password is AP_PASSWORD
+  ("pbctl-setup", written in the README: a phone user has no REPL to read a
+  random one from) until set_wifi stores another ("ap_password"). It closes
+  once the station is connected; after a set_wifi that connected it stays
+  open for AP_LINGER_MS more, so that the phone that sent it reads the
+  reply (the new address) and the settings page on the access point. While
+  it is open the station is tried every RETRY_MS only: each attempt takes
+  the radio off the access point's channel for a moment.
+- Trying new credentials (cmd=set_wifi, `trial()`): the station switches to
+  them at once; connected within CONNECT_MS they are kept (the caller stores
+  them), else the station goes back to the old ones. A failed attempt's
+  reason is `error` (from WLAN.status(): "wrong password", "network not
+  found", ...; the ESP32 retries an attempt `reconnects` times itself, then
+  status() says why it failed).
 - NTP: once connected the RTC is set from NTP (ntptime), again every
   NTP_EVERY_MS, and after NTP_RETRY_MS when it failed. ntptime waits for its
   reply for up to ntptime.timeout (1 s here) plus the DNS lookup: the one
   pause of the event loop, a few times a day. The RTC keeps UTC.
 
-- Credentials: /wifi.json on the board's flash ({"ssid": ..., "password": ...}),
-  written by `pbctl.wifi(ssid, password)` at the REPL and read at start-up
-  (onboard.py). **Decision:** not in the controller's configuration
-  (pbctl.json): the vendor's API has no WiFi fields, so no get_params reply
-  can ever carry the password, and only someone at the USB port can move
-  the controller to another network (not a client on the LAN or on the
-  setup access point); resetting the configuration keeps the network.
+- Credentials: /wifi.json on the board's flash ({"ssid": ..., "password": ...,
+  and "ap_password" when one was set}), written by cmd=set_wifi (once they
+  connected) or `pbctl.wifi(ssid, password)` at the REPL, and read at
+  start-up (onboard.py). **Decision:** not in the controller's configuration
+  (pbctl.json): no get_params/get_config reply can ever carry the password
+  (set_wifi, sys_info and pbctl.wifi() show the ssid only), and resetting or
+  restoring the configuration keeps the network.
 
 `network`, `ntptime`, `json` and `os` are imported inside the functions, so
 the module imports on the host (its pure parts are tested there; the rest
@@ -38,8 +48,11 @@ import time
 import asyncio
 
 AP_PREFIX = "pbctl-"
-AP_URL = "http://192.168.4.1/cnf"  # the ESP32's access-point address
-_PW_CHARS = "abcdefghijkmnpqrstuvwxyz23456789"  # 32 characters, none to misread (l/1, o/0)
+AP_URL = "http://192.168.4.1/"  # the ESP32's access-point address: the web UI
+AP_PASSWORD = "pbctl-setup"  # the setup access point's password until set_wifi stores another (README)
+# WLAN.status() of a failed attempt (the ESP32 port's STAT_* values)
+_REASONS = {200: "beacon timeout", 201: "network not found", 202: "wrong password", 203: "association failed",
+            204: "handshake timeout"}
 
 
 def ap_ssid(mac):
@@ -58,7 +71,10 @@ def load_creds(flash):
         with open(flash + CREDS) as f:
             c = json.load(f)
         if isinstance(c.get("ssid"), str) and isinstance(c.get("password"), str):
-            return {"ssid": c["ssid"], "password": c["password"]}
+            out = {"ssid": c["ssid"], "password": c["password"]}
+            if isinstance(c.get("ap_password"), str):
+                out["ap_password"] = c["ap_password"]
+            return out
     except OSError:  # none stored
         return {}
     except (ValueError, AttributeError):  # not JSON, not an object
@@ -67,26 +83,37 @@ def load_creds(flash):
     return {}
 
 
-def save_creds(flash, ssid, password):
+def check(ssid, password, ap_password=None):
+    """ValueError naming the first bad one ("ssid: ...", "password: ...",
+    "ap_password: ..."); the credentials as stored otherwise."""
+    if not isinstance(ssid, str) or not 1 <= len(ssid.encode()) <= 32:
+        raise ValueError("ssid: 1..32 bytes")
+    if not isinstance(password, str) or not (password == "" or 8 <= len(password) <= 63):
+        raise ValueError("password: 8..63 characters (WPA2), or empty for an open network")
+    creds = {"ssid": ssid, "password": password}
+    if ap_password is not None:
+        if not isinstance(ap_password, str) or not 8 <= len(ap_password) <= 63:
+            raise ValueError("ap_password: 8..63 characters (WPA2)")
+        creds["ap_password"] = ap_password
+    return creds
+
+
+def save_creds(flash, ssid, password, ap_password=None):
     """Check and store new credentials (temp file + rename); ssid "" forgets them.
 
     Returns the credentials; ValueError says what is wrong with them."""
     import os
 
     path = flash + CREDS
-    if not ssid:
+    if not ssid and isinstance(ssid, str):
         try:
             os.remove(path)
         except OSError:
             pass
         return {}
-    if not isinstance(ssid, str) or len(ssid.encode()) > 32:
-        raise ValueError("ssid: 1..32 bytes")
-    if not isinstance(password, str) or not (password == "" or 8 <= len(password) <= 63):
-        raise ValueError("password: 8..63 characters (WPA2), or empty for an open network")
+    creds = check(ssid, password, ap_password)
     import json
 
-    creds = {"ssid": ssid, "password": password}
     with open(path + ".tmp", "w") as f:
         json.dump(creds, f)
     os.rename(path + ".tmp", path)
@@ -100,7 +127,8 @@ def repl(app, ssid=None, password=None):
 
     n = getattr(app, "net", None)
     if ssid is not None:
-        creds = save_creds(board.FLASH, ssid, password or "")
+        old = n.creds if n is not None else load_creds(board.FLASH)
+        creds = save_creds(board.FLASH, ssid, password or "", old.get("ap_password") if ssid else None)
         if n is not None:
             n.set_creds(creds)
     c = n.creds if n is not None else load_creds(board.FLASH)
@@ -109,16 +137,13 @@ def repl(app, ssid=None, password=None):
     if n is None:
         return
     if n.ip:
-        print("  http://%s/cnf, %d connects, %d losses" % (n.ip, n.connects, n.losses))
+        print("  http://%s/, %d connects, %d losses" % (n.ip, n.connects, n.losses))
+    if n.error:
+        print("  last attempt: " + n.error)
     if n.synced_ms is not None:
         print("  time from NTP %d s ago" % (time.ticks_diff(time.ticks_ms(), n.synced_ms) // 1000))
     if n.ap is not None and n.ap.active():
         print("  setup access point %s, password %s: %s" % (n.ap_ssid, n.ap_password, AP_URL))
-
-
-def make_password(rnd, n=12):
-    """A WPA2 password (8..63 characters) from rnd(n) random bytes (os.urandom)."""
-    return "".join(_PW_CHARS[b & 31] for b in rnd(n))
 
 
 class Net:
@@ -128,11 +153,12 @@ class Net:
     CONNECT_MS = 20000
     RETRY_MS = 60000  # while the access point is open
     AP_AFTER_MS = 120000
+    AP_LINGER_MS = 300000  # the access point stays open this long after a set_wifi connected
     NTP_EVERY_MS = 21600000  # 6 h
     NTP_RETRY_MS = 60000
 
     def __init__(self, creds=None, hostname="pbctl", ntp_host=None):
-        self.creds = creds or {}  # {"ssid": ..., "password": ...}
+        self.creds = creds or {}  # {"ssid": ..., "password": ..., "ap_password": ...}
         self.hostname = hostname
         self.ntp_host = ntp_host  # None: ntptime's default (pool.ntp.org)
         self.sta = None
@@ -140,8 +166,12 @@ class Net:
         self.state = "off"  # "connecting", "up", "down"
         self.ip = None
         self.dns = None  # the DNS server the network gave (pblib.mqtt resolves with it, without blocking)
+        self.error = None  # why the last attempt failed (text), None since a connection
         self.ap_ssid = None
         self.ap_password = None
+        self.ap_until = None  # ticks_ms: close the access point then, not at once, once connected
+        self.trying = False  # a trial() runs
+        self.scan_ms = None  # ticks_ms of the last scan (api/wifi.py)
         self.connects = 0
         self.losses = 0
         self.synced_ms = None  # ticks_ms of the last good NTP sync
@@ -149,9 +179,41 @@ class Net:
         self._changed = False
 
     def set_creds(self, creds):
-        """New credentials (from the configuration): connect with them now."""
+        """New credentials: connect with them now."""
         self.creds = creds or {}
         self._changed = True
+        self.state = "down"  # (until run() has switched: nobody reads the old network's "up")
+        self.ip = None
+        self.error = None
+
+    def status(self):
+        """sys_info's "wifi": never a password."""
+        ap = self.ap is not None and self.ap.active()
+        return {"state": self.state, "connected": self.state == "up", "ssid": self.creds.get("ssid"),
+                "ip": self.ip, "error": self.error, "connects": self.connects, "losses": self.losses,
+                "ap": self.ap_ssid if ap else None}
+
+    async def trial(self, creds):
+        """Connect with creds instead (cmd=set_wifi): True once connected within
+        CONNECT_MS (they stay in use; the access point lingers AP_LINGER_MS),
+        else False with the reason in `error`, and the old credentials again."""
+        old = self.creds
+        self.trying = True
+        try:
+            self.set_creds(creds)
+            t0 = time.ticks_ms()
+            while time.ticks_diff(time.ticks_ms(), t0) < self.CONNECT_MS:
+                await asyncio.sleep_ms(self.POLL_MS)
+                if self.state == "up" and not self._changed:
+                    return True
+                if self.error and self.state != "up":
+                    break
+            err = self.error or "no connection after %d s" % (self.CONNECT_MS // 1000)
+            self.set_creds(old)
+            self.error = err
+            return False
+        finally:
+            self.trying = False
 
     async def run(self):
         import network
@@ -162,6 +224,10 @@ class Net:
             print("pbctl: hostname:", repr(e))
         sta = self.sta = network.WLAN(network.STA_IF)
         sta.active(True)
+        try:  # the ESP32 retries an attempt this often itself; then status() says why it failed
+            sta.config(reconnects=2)
+        except (OSError, ValueError, TypeError) as e:
+            print("pbctl: WiFi reconnects:", repr(e))
         down_ms = time.ticks_ms()  # since when the station is not connected
         tried_ms = None  # last connect() call
         while True:
@@ -176,14 +242,19 @@ class Net:
             if sta.isconnected():
                 if self.state != "up":
                     self.state = "up"
+                    self.error = None
                     self.connects += 1
                     cf = sta.ifconfig()
                     self.ip = cf[0]
                     self.dns = cf[3]
-                    print("pbctl: WiFi %s connected: http://%s/cnf" % (self.creds.get("ssid"), self.ip))
+                    print("pbctl: WiFi %s connected: http://%s/" % (self.creds.get("ssid"), self.ip))
+                    if self.trying and self.ap is not None and self.ap.active():
+                        self.ap_until = time.ticks_add(now, self.AP_LINGER_MS)  # (for set_wifi's client)
+                if self.ap_until is None or time.ticks_diff(now, self.ap_until) >= 0:
+                    self.ap_until = None
                     self.access_point(False)
                 self.sync_time(now)
-                await asyncio.sleep_ms(self.CHECK_MS)
+                await asyncio.sleep_ms(self.POLL_MS if self.trying else self.CHECK_MS)
                 continue
             if self.state == "up":
                 self.state = "down"
@@ -192,6 +263,11 @@ class Net:
                 down_ms = now
                 tried_ms = None
                 print("pbctl: WiFi lost, reconnecting")
+            if self.state == "connecting":
+                r = _REASONS.get(sta.status())
+                if r and r != self.error:
+                    self.error = r
+                    print("pbctl: WiFi %s: %s" % (self.creds.get("ssid"), r))
             ssid = self.creds.get("ssid")
             if not ssid or time.ticks_diff(now, down_ms) >= self.AP_AFTER_MS:
                 self.access_point(True)
@@ -220,15 +296,12 @@ class Net:
             ap = self.ap = network.WLAN(network.AP_IF)
         if ap.active():
             return
-        if not self.ap_password:
-            import os
-
-            self.ap_password = make_password(os.urandom)
+        self.ap_password = self.creds.get("ap_password") or AP_PASSWORD
         mac = self.sta.config("mac") if self.sta else ap.config("mac")
         self.ap_ssid = ap_ssid(mac)
         ap.config(ssid=self.ap_ssid, key=self.ap_password, security=network.AUTH_WPA2_PSK)
         ap.active(True)
-        print("pbctl: setup access point %s, password %s: %s" % (self.ap_ssid, self.ap_password, AP_URL))
+        print("pbctl: setup access point %s: %s" % (self.ap_ssid, AP_URL))
 
     def sync_time(self, now):
         """Set the RTC from NTP when due; returns True when it was set now."""

@@ -462,6 +462,7 @@ async function loadSettings() {
   $("#dev-type").innerHTML = Object.keys(conf.dev_meta).map(t => '<option value="' + esc(t) + '">' +
     esc(conf.dev_meta[t]) + "</option>").join("");
   loadUsers(false);
+  loadWifi();
 }
 
 async function saveParams(e) {
@@ -614,6 +615,47 @@ function editorClick(e) {
   }
 }
 
+// ---- WiFi (scan_wifi, set_wifi: admin; the status from sys_info) ----
+
+async function loadWifi() {
+  let w = null;
+  try { w = (await api("sys_info")).wifi; } catch (e) { /* shown by the other cards */ }
+  $("#wifi-card").hidden = !w;
+  if (!w) return;
+  $("#wifi-status").textContent = (w.connected ? "Connected to " + w.ssid + ", address " + w.ip :
+    w.ssid ? "Not connected to " + w.ssid + (w.error ? " (" + w.error + ")" : "") : "No network set") +
+    (w.ap ? " · setup access point " + w.ap + " open" : "");
+}
+
+async function scanWifi() {
+  const f = $("#wifi");
+  clearErrors(f);
+  try {
+    const r = await api("scan_wifi");
+    $("#wifi-nets").innerHTML = r.networks.map(n => '<div class="item" data-ssid="' + esc(n.ssid) + '"><span><b>' +
+      esc(n.ssid) + "</b> <small>" + n.signal + " % · " + esc(n.security) + " · channel " + n.channel +
+      '</small></span><span><button type="button" class="link">Choose</button></span></div>').join("") ||
+      '<p class="empty">No networks seen.</p>';
+  } catch (err) {
+    showError(f, err);
+  }
+}
+
+async function setWifi(e) {
+  e.preventDefault();
+  const f = $("#wifi");
+  clearErrors(f);
+  note(f, "connecting…");
+  try {
+    const r = await api("set_wifi", null, { ssid: f.ssid.value, password: f.password.value });
+    f.password.value = "";
+    note(f, "connected to " + r.ssid + ": the controller's address there is " + r.ip);
+  } catch (err) {
+    showError(f, err);
+  }
+  loadWifi();
+}
+
 // ---- pages ----
 
 function show() {
@@ -651,6 +693,12 @@ function start() {
   $("#user-edit").onsubmit = saveUser;
   $("#user-edit").onclick = editorClick;
   $("#pwd").onsubmit = changePwd;
+  $("#wifi").onsubmit = setWifi;
+  $("#wifi-scan").onclick = scanWifi;
+  $("#wifi-nets").onclick = e => {
+    const it = e.target.closest("[data-ssid]");
+    if (it && e.target.closest("button")) { $("#wifi").ssid.value = it.dataset.ssid; $("#wifi").password.focus(); }
+  };
   window.addEventListener("hashchange", show);
   window.addEventListener("resize", draw);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });

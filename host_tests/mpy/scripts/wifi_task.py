@@ -4,6 +4,7 @@
 # longest wait of the event loop. Prints RESULT <json>.
 # Run by host_tests/board/test_esp32_net.py.
 import json
+import sys
 import time
 
 import asyncio
@@ -32,6 +33,7 @@ def mk(creds):
     n.CONNECT_MS = 100
     n.RETRY_MS = 150
     n.AP_AFTER_MS = 200
+    n.AP_LINGER_MS = 100
     n.NTP_EVERY_MS = 100000
     n.NTP_RETRY_MS = 100
     return n
@@ -74,6 +76,39 @@ def ntp_fails(n):
     ntptime.state["fail"] = 1
 
 
+async def trial(n, creds):
+    t0 = time.ticks_ms()
+    ok = await n.trial(creds)
+    return snap(n, ok=ok, error=n.error, creds=n.creds, ms=time.ticks_diff(time.ticks_ms(), t0))
+
+
+async def trials():
+    """Net.trial (cmd=set_wifi): a wrong password, an unknown network, then
+    from the setup access point the right one (the AP lingers AP_LINGER_MS)."""
+    out = {}
+    n = mk({"ssid": "home", "password": "secret"})
+    n.CONNECT_MS = 400
+    task = asyncio.create_task(n.run())
+    await asyncio.sleep_ms(150)
+    out["before"] = snap(n, status=n.status())
+    out["wrong"] = await trial(n, {"ssid": "home", "password": "wrongpass"})
+    out["nowhere"] = await trial(n, {"ssid": "nowhere", "password": "whatever1"})
+    network.world["nets"]["attic"] = "attic-pw1"
+    out["other"] = await trial(n, {"ssid": "attic", "password": "attic-pw1"})
+    out["status"] = n.status()
+    task.cancel()
+    n = mk(None)
+    n.CONNECT_MS = 400
+    task = asyncio.create_task(n.run())
+    await asyncio.sleep_ms(50)
+    out["ap"] = snap(n, status=n.status())
+    out["first"] = await trial(n, {"ssid": "home", "password": "secret", "ap_password": "my-ap-pw"})
+    await asyncio.sleep_ms(200)  # > AP_LINGER_MS + CHECK_MS
+    out["lingered"] = snap(n, status=n.status())
+    task.cancel()
+    return out
+
+
 async def main():
     asyncio.create_task(ticker())
     res = {}
@@ -97,8 +132,11 @@ async def main():
     await asyncio.sleep_ms(200)
     res["ntp"] = [first, snap(ntp)]
     task.cancel()
+    res["trial"] = await trials()
     res["gap"] = gap[0]
-    print("RESULT " + json.dumps(res))
+    sys.stdout.write("RESULT ")
+    json.dump(res, sys.stdout)  # (written piece by piece: as one string it needs a 7 KB block)
+    print()
 
 
 asyncio.run(main())
