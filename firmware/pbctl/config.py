@@ -67,7 +67,8 @@ ocpp_url s 0 128
 ocpp_password s 0 40 
 mqtt_url s 0 128 
 mqtt_prefix s 0 64 
-mqtt_ha_discovery b 0 0 1"""
+mqtt_ha_discovery b 0 0 1
+tz s 1 64 UTC0"""
 # overdraft_cur is read-only and may only be reset to 0; failsafe_current -1 =
 # each EVSE's minimum; meter_timeout, rotation_time, http_timeout in s;
 # phase_switch_min_time s, max_phase_skew mA (0 = off; INTEGRATIONS.md §5).
@@ -76,6 +77,7 @@ mqtt_ha_discovery b 0 0 1"""
 # ocpp_url: "" (off) or a ws:// / wss:// URL (pblib.ws.parse_url); ocpp_password:
 # OCPP security profile 1 (HTTP Basic), never in a reply (INTEGRATIONS.md §4).
 # mqtt_*: INTEGRATIONS.md §3, checked further by mqtt_params() below.
+# tz: a POSIX TZ string (INTEGRATIONS.md §6; pblib.tz), checked by tz_param().
 
 _DEVICE = """device_enabled n 0 1 1
 name s 0 32 
@@ -399,6 +401,8 @@ def change_params(site, body, max_evses):
             raise ConfigError("bad value: ocpp_url")
     if "mqtt_url" in body or "mqtt_prefix" in body:
         mqtt_params(ch.params, site.params)
+    if "tz" in body:
+        tz_param(ch.params["tz"])
     devs = body.get("devices")
     if devs is not None:
         if not isinstance(devs, list) or len(devs) > 1:
@@ -406,6 +410,16 @@ def change_params(site, body, max_evses):
         if devs:
             _device_change(site, ch, devs[0], max_evses)
     return ch
+
+
+def tz_param(s):
+    """ConfigError unless s is a POSIX TZ string pblib.tz takes."""
+    from pblib import tz
+
+    try:
+        tz.Zone(s)
+    except ValueError:
+        raise ConfigError("bad value: tz")
 
 
 def mqtt_url(url):
