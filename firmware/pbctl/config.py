@@ -673,8 +673,11 @@ def restore(site, items, max_evses, commit=False):
         mqtt_params(params, site.params)
     tz_param(params["tz"])
     a = head.get("admin")
-    if not isinstance(a, str) or len(a) > 128 or a and (a.count("$") != 1 or not a.replace("$", "").isalnum()):
+    if not isinstance(a, str) or len(a) > 128 or a and a.count("$") != 1:
         raise ConfigError("bad value: admin")
+    for c in a:  # "salt$hash", both hex (api/auth.py make_secret)
+        if c not in "0123456789abcdef$":
+            raise ConfigError("bad value: admin")
     ch.admin = a
     lic = head.get("license")
     if not isinstance(lic, dict) or not isinstance(lic.get("accepted"), bool) or not isinstance(
