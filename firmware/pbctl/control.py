@@ -26,6 +26,7 @@ decides), and nothing but this task decides, so a write pass never mixes two
 decisions.
 """
 import gc
+import sys
 import time
 from array import array
 
@@ -34,7 +35,6 @@ from micropython import const
 
 from pblib import balancer
 from pblib import rtu
-from pblib import tz
 
 from pbctl import devices
 
@@ -556,15 +556,26 @@ class Control:
 
     def local(self):
         """Local seconds since 2000-01-01 by param tz (parsed again only when it
-        changed; a string pblib.tz refuses, which config never lets in: UTC)."""
+        changed; a string pblib.tz refuses, which config never lets in: UTC).
+        pblib.tz is loaded only for a zone other than UTC0 (~1.8 KB of heap)."""
         s = self.site.params["tz"]
         if s is not self._tz:
             self._tz = s
-            try:
-                self.zone = tz.Zone(s)
-            except ValueError:
-                self.zone = tz.Zone("UTC0")
-        return self.zone.local(self.utc())
+            self.zone = None
+            if s != "UTC0":
+                from pblib import tz
+
+                try:
+                    self.zone = tz.Zone(s)
+                except ValueError:
+                    pass
+            if self.zone is None:  # (set_params' check may have loaded it too)
+                sys.modules.pop("pblib.tz", None)
+                import pblib
+
+                if hasattr(pblib, "tz"):
+                    delattr(pblib, "tz")
+        return self.zone.local(self.utc()) if self.zone else self.utc()
 
     def evse_total(self):
         """The cap on all EVSEs together, mA per phase (0: none): the tightest of

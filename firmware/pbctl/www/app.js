@@ -146,8 +146,7 @@ function render(d) {
   const p = d.params;
   document.title = p.title || "pbctl";
   $("#title").textContent = p.title || "pbctl";
-  $("#clock").textContent = p.local_time ? p.local_time.slice(0, 16) : "";
-  $("#clock").title = "The controller's local time (" + (p.tz || "UTC0") + ")";
+  $("#clock").textContent = p.local_time ? "Controller's local time " + p.local_time.slice(0, 16) + " (" + p.tz + ")" : "";
   const t = totals(d), max = p.max_total_current;
   $("#phases").innerHTML = t.l.map((ma, i) => {
     const pc = max > 0 ? Math.min(100, Math.round(ma * 100 / max)) : 0;
