@@ -17,6 +17,7 @@ TTY = _e("PBCTL_TTY") or ""
 ADMIN_PWD = _e("PBCTL_ADMIN_PWD") or ""  # preset first admin password (simulation only)
 BUS_TIMEOUT_MS = int(_e("PBCTL_BUS_TIMEOUT_MS") or 100)
 BUS_RETRIES = int(_e("PBCTL_BUS_RETRIES") or 1)
+CLOCK_OFFSET = int(_e("PBCTL_CLOCK_OFFSET") or 0)  # s added to the host's clock (tests of local time)
 
 
 class Pin:

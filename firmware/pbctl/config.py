@@ -67,7 +67,8 @@ ocpp_url s 0 128
 ocpp_password s 0 40 
 mqtt_url s 0 128 
 mqtt_prefix s 0 64 
-mqtt_ha_discovery b 0 0 1"""
+mqtt_ha_discovery b 0 0 1
+tz s 1 64 UTC0"""
 # overdraft_cur is read-only and may only be reset to 0; failsafe_current -1 =
 # each EVSE's minimum; meter_timeout, rotation_time, http_timeout in s;
 # phase_switch_min_time s, max_phase_skew mA (0 = off; INTEGRATIONS.md §5).
@@ -76,6 +77,7 @@ mqtt_ha_discovery b 0 0 1"""
 # ocpp_url: "" (off) or a ws:// / wss:// URL (pblib.ws.parse_url); ocpp_password:
 # OCPP security profile 1 (HTTP Basic), never in a reply (INTEGRATIONS.md §4).
 # mqtt_*: INTEGRATIONS.md §3, checked further by mqtt_params() below.
+# tz: a POSIX TZ string (INTEGRATIONS.md §6; pblib.tz), checked by tz_param().
 
 _DEVICE = """device_enabled n 0 1 1
 name s 0 32 
@@ -399,6 +401,8 @@ def change_params(site, body, max_evses):
             raise ConfigError("bad value: ocpp_url")
     if "mqtt_url" in body or "mqtt_prefix" in body:
         mqtt_params(ch.params, site.params)
+    if "tz" in body:
+        tz_param(ch.params["tz"])
     devs = body.get("devices")
     if devs is not None:
         if not isinstance(devs, list) or len(devs) > 1:
@@ -406,6 +410,16 @@ def change_params(site, body, max_evses):
         if devs:
             _device_change(site, ch, devs[0], max_evses)
     return ch
+
+
+def tz_param(s):
+    """ConfigError unless s is a POSIX TZ string pblib.tz takes."""
+    from pblib import tz
+
+    try:
+        tz.Zone(s)
+    except ValueError:
+        raise ConfigError("bad value: tz")
 
 
 def mqtt_url(url):
@@ -618,3 +632,130 @@ def check_user(obj, base=None):
         out.append(x)
     u["rfids"] = out
     return u
+
+
+# ---- backup and restore (cmd=get_config / set_config; README "Backup") ----------
+
+
+def restore(site, items, max_evses, commit=False):
+    """A backup (api/backup.py: its items one at a time — the head, then a
+    {"device": {...}} a device, then a {"user": {...}} a user) validated
+    completely: ConfigError naming the field, nothing kept. commit: also build
+    the Change (the devices; their runtime state fresh) and return it with
+    the users' count; without, nothing but a few ids stays in RAM. Secrets
+    masked in the backup ("***", api/backup.py) keep this controller's."""
+    import time
+
+    head = next(items, None)
+    if not isinstance(head, dict) or head.get("pbctl_config") != 1:
+        raise ConfigError("bad value: pbctl_config")
+    ch = Change(site)
+    ch.params = params = check(PARAMS, head.get("params"), defaults(PARAMS), "params")
+    if params["ocpp_password"] == "***":
+        params["ocpp_password"] = site.params["ocpp_password"]
+    if params["ocpp_url"]:
+        from pblib.ws import parse_url
+
+        try:
+            parse_url(params["ocpp_url"])
+        except ValueError:
+            raise ConfigError("bad value: ocpp_url")
+    try:
+        mqtt_params(params, site.params)
+    except ConfigError:
+        try:
+            u, p, h, port = mqtt_url(params["mqtt_url"])
+        except ValueError:
+            p = None
+        if p != "***":
+            raise
+        params["mqtt_url"] = "mqtt://%s@%s:%d" % (u, h, port)  # a password this controller does not know
+        mqtt_params(params, site.params)
+    tz_param(params["tz"])
+    a = head.get("admin")
+    if not isinstance(a, str) or len(a) > 128 or a and a.count("$") != 1:
+        raise ConfigError("bad value: admin")
+    for c in a:  # "salt$hash", both hex (api/auth.py make_secret)
+        if c not in "0123456789abcdef$":
+            raise ConfigError("bad value: admin")
+    ch.admin = a
+    lic = head.get("license")
+    if not isinstance(lic, dict) or not isinstance(lic.get("accepted"), bool) or not isinstance(
+            lic.get("allow_usage_stats"), bool):
+        raise ConfigError("bad value: license")
+    ch.license = {"accepted": lic["accepted"], "allow_usage_stats": lic["allow_usage_stats"]}
+    head = None
+    ids = []  # dev_ids, meters' with a "*"
+    attach = []
+    devs = []
+    nusers = 0
+    uids = []
+    rfids = []  # (the RFIDs of every user: 32 x 8 short strings at most)
+    for x in items:
+        if not isinstance(x, dict) or len(x) != 1:
+            raise ConfigError("bad value: item")
+        obj = x.get("device")
+        if obj is not None:
+            if nusers:
+                raise ConfigError("bad value: device")
+            d = _restored_device(obj, ids, attach, max_evses, devs)
+            if commit:
+                devs.append(devices.new_device(d[0], d[1], d[2], time.ticks_ms()))
+            continue
+        obj = x.get("user")
+        if obj is None:
+            raise ConfigError("bad value: item")
+        u = check_user(obj)
+        if u["id"] in uids:
+            raise ConfigError("bad value: id")
+        uids.append(u["id"])
+        for r in u["rfids"]:
+            if r["id"] in rfids:
+                raise ConfigError("rfid in use")
+        for r in u["rfids"]:
+            rfids.append(r["id"])
+        nusers += 1
+        if nusers > _MAX_USERS:
+            raise ConfigError("too many users")
+    for a in attach:
+        if "*" + a not in ids:
+            raise ConfigError("bad value: attach")
+    if commit:
+        ch.devices = devs
+        return ch, nusers
+    return None
+
+
+def _restored_device(obj, ids, attach, max_evses, like):
+    t = obj.get("dev_type") if isinstance(obj, dict) else None
+    if t not in devices.DEV_META:
+        raise ConfigError("bad value: dev_type")
+    prefix = "E" if devices.is_evse(t) else "M"
+    i = obj.get("dev_id")
+    if (not isinstance(i, str) or not 2 <= len(i) <= 4 or i[0] != prefix or not i[1:].isdigit()
+            or i in ids or "*" + i in ids):
+        raise ConfigError("bad value: dev_id")
+    n = len([x for x in ids if x[0] == prefix])
+    if n >= (max_evses if prefix == "E" else _MAX_METERS):
+        raise ConfigError("too many devices")
+    ids.append(i if prefix == "E" else "*" + i)
+    cfg = check(table(t), obj, defaults(table(t), _like(like, t)))
+    if t.endswith("_powerbrain"):
+        s = devices.slave_id(cfg["address"], cfg["id"])
+        if s is None:
+            raise ConfigError("bad value: address")
+        cfg["id"] = s
+    if prefix == "E":
+        if cfg["min_charging_cur"] > cfg["max_charging_cur"]:
+            raise ConfigError("bad value: min_charging_cur")
+        if cfg["attach"]:
+            attach.append(cfg["attach"])
+    return t, i, dict(cfg)
+
+
+def restore_users(items):
+    """The users of a validated backup's items, for the users' file (store.Store.write)."""
+    for x in items:
+        u = x.get("user") if isinstance(x, dict) else None
+        if u is not None:
+            yield check_user(u)

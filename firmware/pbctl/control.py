@@ -26,6 +26,7 @@ decides), and nothing but this task decides, so a write pass never mixes two
 decisions.
 """
 import gc
+import sys
 import time
 from array import array
 
@@ -62,6 +63,7 @@ _DISCONNECT = const(12)
 _DISCONNECT_CP = const(8086)
 _SITE_CAP = const(13)
 _RELEASE = const(14)
+_EPOCH = 946684800 if time.gmtime(0)[0] == 1970 else 0  # the host's epoch 1970 -> the board's 2000
 _OVR = {"C": 1, "E": 2, "U": 4}  # balancer set_evse ovr bits: off, ignore EVSE rules, ignore user rules
 
 
@@ -99,6 +101,9 @@ class Control:
         # (devices.Evse.caps); -1: none (site_cap)
         self.site_caps = array("i", (-1, -1, -1))
         self._last = self._soft_ms = time.ticks_ms()
+        self.clock_offset = 0  # s added to the clock (the host board's PBCTL_CLOCK_OFFSET: e2e tests)
+        self.zone = None
+        self._tz = None  # the tz string self.zone was parsed from
         for d in site.devices:
             self._attach(d)
 
@@ -512,9 +517,9 @@ class Control:
         lb.lb_enabled = p["lb_enabled"]
         lb.phase_switch_min_ms = p["phase_switch_min_time"] * 1000
         lb.max_phase_skew = p["max_phase_skew"]
-        t = time.localtime()
-        lb.weekday = t[6]
-        lb.minute = t[3] * 60 + t[4]
+        lt = self.local()  # the charging rules run on local time (param tz)
+        lb.weekday = (lt // 86400 + 5) % 7  # 0 = Monday (2000-01-01 was a Saturday)
+        lb.minute = lt % 86400 // 60
         slot = self.slot
         evses = [d for d in site.devices if d.is_evse]
         for i in range(len(slot)):
@@ -544,6 +549,33 @@ class Control:
             lb.set_evse(i, e.state, c["device_enabled"], c["used_phases"], c["phase_rotation"],
                         c["min_charging_cur"], mx, c["prio"], c["pause_min_time"] * 1000, o, e.cap(),
                         e.session_wh(), cur[0], cur[1], cur[2], rules if rules else None, e.user_rules, sw)
+
+    def utc(self):
+        """UTC seconds since 2000-01-01 (the board's epoch: a small int until 2034)."""
+        return int(time.time()) - _EPOCH + self.clock_offset
+
+    def local(self):
+        """Local seconds since 2000-01-01 by param tz (parsed again only when it
+        changed; a string pblib.tz refuses, which config never lets in: UTC).
+        pblib.tz is loaded only for a zone other than UTC0 (~1.8 KB of heap)."""
+        s = self.site.params["tz"]
+        if s is not self._tz:
+            self._tz = s
+            self.zone = None
+            if s != "UTC0":
+                from pblib import tz
+
+                try:
+                    self.zone = tz.Zone(s)
+                except ValueError:
+                    pass
+            if self.zone is None:  # (set_params' check may have loaded it too)
+                sys.modules.pop("pblib.tz", None)
+                import pblib
+
+                if hasattr(pblib, "tz"):
+                    delattr(pblib, "tz")
+        return self.zone.local(self.utc()) if self.zone else self.utc()
 
     def evse_total(self):
         """The cap on all EVSEs together, mA per phase (0: none): the tightest of

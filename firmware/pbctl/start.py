@@ -47,6 +47,7 @@ async def start(board, demand, reserve=None):
         site.admin = auth.make_secret(pwd)
     # balancer slots for the EVSEs configured (set_params adds more when needed)
     ctl = control.Control(site, bus, board.FLASH, max(1, len([d for d in site.devices if d.is_evse])))
+    ctl.clock_offset = getattr(board, "CLOCK_OFFSET", 0)
     a = app.App(board, site, ctl, server)
     server.admit = a.admit
     server.vip = a.known  # the clients the admin logged in from get in first

@@ -113,10 +113,11 @@ class Store:
         except OSError as e:
             raise StoreError(repr(e))
 
-    def each(self):
+    def each(self, strict=False):
         """The items of the newest complete list file (write(lines=True)), one at
         a time, parsed; a copy is complete when it ends with its "]" (a save cut
-        short does not: then the one before)."""
+        short does not: then the one before). strict: a line that does not
+        parse raises ValueError (else that item is skipped)."""
         for p in (self.path, self.tmp, self.bak):
             try:
                 f = open(p, "rb")
@@ -158,7 +159,9 @@ class Store:
                         try:
                             item = _loads(memoryview(buf)[:j])
                         except ValueError:
-                            pass  # (a line broken on flash: that item is gone, not the others)
+                            if strict:
+                                raise
+                            # (a line broken on flash: that item is gone, not the others)
                     n = _shift(buf, e + 1, n)
                     if item is not None:
                         yield item

@@ -106,8 +106,22 @@ def wait(d, cond, timeout=10, what=""):
         lambda _: cond(), what)
 
 
+def _centered_click(el):
+    # an element is clicked where a user sees it: in the middle of the window.
+    # (WebDriver scrolls it to the top edge, under the sticky header, when it
+    # is above the view: on a longer settings page the header got the click)
+    el.parent.execute_script("arguments[0].scrollIntoView({block: 'center'})", el)
+    _click(el)
+
+
 def css(d, sel, root=None):
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.remote.webelement import WebElement
+
+    global _click
+    if WebElement.click is not _centered_click:
+        _click = WebElement.click
+        WebElement.click = _centered_click
 
     return (root or d).find_elements(By.CSS_SELECTOR, sel)
 
@@ -426,6 +440,55 @@ def test_switch_modbus_tcp_on_in_the_settings(page):
         assert r.registers == [0xCF05, 0]
     finally:
         admin(sim, "cmd=set_params", {"modbus_tcp": 0, "modbus_tcp_port": 4701})
+
+
+def test_time_zone_and_backup_download_and_restore(page, tmp_path):
+    """Param tz in the settings, the local time in the header; a backup
+    downloaded (its text as get_config gives it) and restored from a file."""
+    sim, d = page
+    open_page(d, "#settings")
+    login_now(d)
+    form = wait(d, lambda: visible(d, "#params"), what="settings")
+    wait(d, lambda: css(d, "[name=tz]", form), what="tz field")
+    tz = css(d, "[name=tz]", form)[0]
+    assert tz.get_attribute("value") == sim.get("cmd=get_params")[1]["tz"]
+    tz.clear()
+    tz.send_keys("CET-1CEST,M3.5.0,M10.5.0/3")
+    css(d, "button[type=submit]", form)[0].click()
+    wait(d, lambda: sim.get("cmd=get_params")[1]["tz"] == "CET-1CEST,M3.5.0,M10.5.0/3", what="tz saved")
+    lt = sim.get("cmd=get_params")[1]["local_time"]
+    open_page(d, "", logged_out=False)
+    wait(d, lambda: css(d, "#clock")[0].text.startswith("Controller's local time " + lt[:13]) or
+         css(d, "#clock")[0].text > "Controller's local time " + lt[:13], what="local time on the dashboard")
+    assert css(d, "#clock")[0].text.endswith(" (CET-1CEST,M3.5.0,M10.5.0/3)")
+    open_page(d, "#settings", logged_out=False)
+    login_now(d)
+    # download: the file's text is get_config's
+    d.execute_script("window.__blob = null; const o = URL.createObjectURL;"
+                     "URL.createObjectURL = b => { window.__blob = b; return o.call(URL, b); };")
+    css(d, "#backup-get")[0].click()
+    wait(d, lambda: d.execute_script("return window.__blob !== null"), what="backup downloaded: " + css(d, "#backup .msg")[0].text)
+    text = d.execute_async_script("const done = arguments[0]; window.__blob.text().then(done);")
+    st, _, raw, _ = sim.request("cmd=get_config", ADMIN)
+    assert st == 200 and text.encode() == raw
+    # restore a changed copy from a file (in 4 KB pieces), then the original again
+    path = tmp_path / "backup.json"
+    path.write_bytes(raw.replace(b'"title":"', b'"title":"Restored ', 1))
+    d.execute_script("window.confirm = () => true;")
+    css(d, "#backup-file")[0].send_keys(str(path))
+    css(d, "#backup button[type=submit]")[0].click()
+    wait(d, lambda: css(d, "#backup .msg")[0].text.startswith("restored"), what="restored")
+    assert sim.get("cmd=get_params")[1]["title"].startswith("Restored ")
+    path.write_bytes(raw)
+    css(d, "#backup-file")[0].send_keys(str(path))
+    css(d, "#backup button[type=submit]")[0].click()
+    wait(d, lambda: not sim.get("cmd=get_params")[1]["title"].startswith("Restored "), what="restored again")
+    # a broken file: the error in the form, nothing changed
+    path.write_bytes(raw[:100])
+    css(d, "#backup-file")[0].send_keys(str(path))
+    css(d, "#backup button[type=submit]")[0].click()
+    wait(d, lambda: css(d, "#backup .msg")[0].text == "bad json", what="error shown")
+    admin(sim, "cmd=set_params", {"tz": "UTC0"})
 
 
 def test_phone_width_has_no_horizontal_scrolling(page):

@@ -14,6 +14,7 @@ COMMANDS = {
     "enter_rfid": ("session", "u"), "override_device": ("session", "u"), "soft_meter": ("session", "u"),
     "get_users": ("users", "a"), "get_user": ("users", "u"), "set_user": ("users", "u"),
     "get_new_user_id": ("users", "a"), "scan_wifi": ("wifi", "a"), "set_wifi": ("wifi", "a"),
+    "get_config": ("backup", "a"), "set_config": ("backup", "a"),
 }
 
 

@@ -33,7 +33,7 @@ _ROUTES = (" get_dev_info:info:r get_params:info:r sys_info:info:r modbus:modbus
            " change_admin_pwd:admin:p set_diag_logging:admin:a get_diag_log:admin:a"
            " set_ajax_meter:ajax:a set_ajax_evse:ajax:a enter_rfid:session:u override_device:session:u"
            " soft_meter:session:u get_users:users:a get_user:users:u set_user:users:u get_new_user_id:users:a"
-           " scan_wifi:wifi:a set_wifi:wifi:a ")
+           " scan_wifi:wifi:a set_wifi:wifi:a get_config:backup:a set_config:backup:a ")
 
 
 def route(cmd):

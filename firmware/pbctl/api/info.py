@@ -83,7 +83,7 @@ def params(app):
                          "avail_evse_power", ctl.avail_power, "lb_enabled", p["lb_enabled"],
                          "disable_policy", p["disable_policy"], "cycle_time", p["cycle_time"],
                          "max_evses", app.max_evses, "shareware_mode", False, "version", app.VERSION])
-    yield "," + members(["time", int(time.time()), "vsn", {"vendorid": 52997, "serialno": app.serial},
+    yield "," + members(["time", ctl.utc() + 946684800, "vsn", {"vendorid": 52997, "serialno": app.serial},
                          "ocpp_gateway_license_cnt", 0, "ocpp_gateway_licenses_used", 0])
     # beyond the vendor's sample: the balancer's own settings
     yield "," + members(["meter_timeout", p["meter_timeout"], "failsafe_current", p["failsafe_current"],
@@ -95,6 +95,13 @@ def params(app):
     yield "," + members(["ocpp_url", p["ocpp_url"], "ocpp_password_set", p["ocpp_password"] != ""])
     yield "," + members(["mqtt_url", masked(p["mqtt_url"]), "mqtt_prefix", p["mqtt_prefix"],
                          "mqtt_ha_discovery", p["mqtt_ha_discovery"]])
+    yield "," + members(["tz", p["tz"], "local_time", local_time(ctl)])
+
+
+def local_time(ctl):
+    """The controller's local time (param tz) as "YYYY-MM-DD HH:MM:SS"."""
+    t = time.gmtime(ctl.local() + (0 if time.gmtime(0)[0] == 2000 else 946684800))
+    return "%04d-%02d-%02d %02d:%02d:%02d" % t[:6]
 
 
 def masked(url):

@@ -27,6 +27,7 @@ class ApiError extends Error {
 let auth = sessionStorage.getItem("pbctl-auth") || "";
 let asking = null; // the open login prompt's promise
 
+// form: true = body as a form; "raw" = body (a Blob) sent as it is, the reply's text returned
 async function api(cmd, query, body, form) {
   let url = "/cnf?cmd=" + encodeURIComponent(cmd);
   for (const k in query || {}) url += "&" + encodeURIComponent(k) + "=" + encodeURIComponent(query[k]);
@@ -37,8 +38,8 @@ async function api(cmd, query, body, form) {
     const o = { headers: h, credentials: "omit", cache: "no-store" };
     if (body !== undefined) {
       o.method = "POST";
-      h["Content-Type"] = form ? "application/x-www-form-urlencoded" : "application/json";
-      o.body = form ? new URLSearchParams(body).toString() : JSON.stringify(body);
+      h["Content-Type"] = form === "raw" ? "application/octet-stream" : form ? "application/x-www-form-urlencoded" : "application/json";
+      o.body = form === "raw" ? body : form ? new URLSearchParams(body).toString() : JSON.stringify(body);
     }
     let r;
     try {
@@ -54,7 +55,7 @@ async function api(cmd, query, body, form) {
       continue;
     }
     if (!r.ok) throw new ApiError(r.status, typeof v === "string" ? v : "HTTP " + r.status);
-    return v;
+    return form === "raw" ? text : v;
   }
 }
 
@@ -145,6 +146,7 @@ function render(d) {
   const p = d.params;
   document.title = p.title || "pbctl";
   $("#title").textContent = p.title || "pbctl";
+  $("#clock").textContent = p.local_time ? "Controller's local time " + p.local_time.slice(0, 16) + " (" + p.tz + ")" : "";
   const t = totals(d), max = p.max_total_current;
   $("#phases").innerHTML = t.l.map((ma, i) => {
     const pc = max > 0 ? Math.min(100, Math.round(ma * 100 / max)) : 0;
@@ -291,6 +293,7 @@ const PARAMS = [
   ["modbus_tcp_port", "Modbus TCP base port (wallbox; +1, +2: meters)", "i"],
   ["ocpp_url", "OCPP 1.6J central system (ws:// or wss:// URL ending in the charge point id; empty = off)", "s"],
   ["ocpp_password", "OCPP password (empty = unchanged)", "pw"],
+  ["tz", "Time zone: POSIX TZ string, e.g. CET-1CEST,M3.5.0,M10.5.0/3 (charging rules run on local time)", "s"],
 ];
 // MQTT (INTEGRATIONS.md §3): the password comes back as *** and is kept when *** is sent again
 const MQTT = [
@@ -448,7 +451,7 @@ async function loadSettings() {
   }
   const f = $("#params");
   f.innerHTML = PARAMS.map(x => field(x, conf[x[0]])).join("") +
-    '<p class="info">Version ' + esc(conf.version) + " · up to " + conf.max_evses + " EVSEs · EVSEs use " +
+    '<p class="info">Local time ' + esc(conf.local_time) + " · version " + esc(conf.version) + " · up to " + conf.max_evses + " EVSEs · EVSEs use " +
     kw(conf.cons_evse_power) + " of " + kw(conf.avail_evse_power) + " kW available</p>" + buttons("Save");
   f.fields = PARAMS;
   const m = $("#mqtt");
@@ -586,6 +589,44 @@ async function addUser() {
   }
 }
 
+// ---- backup (INTEGRATIONS.md §6): the whole configuration as a file, restored in 4 KB pieces ----
+
+async function getBackup() {
+  const f = $("#backup");
+  try {
+    const text = await api("get_config", null, undefined, "raw");
+    const a = document.createElement("a");
+    a.href = URL.createObjectURL(new Blob([text], { type: "application/json" }));
+    a.download = "pbctl-backup-" + (conf && conf.local_time ? conf.local_time.slice(0, 10) : "config") + ".json";
+    a.id = "backup-link";
+    f.appendChild(a);
+    a.click();
+    setTimeout(() => { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+    note(f, "downloaded");
+  } catch (err) {
+    note(f, err.message, true);
+  }
+}
+
+async function restoreBackup(e) {
+  e.preventDefault();
+  const f = $("#backup"), file = $("#backup-file").files[0];
+  if (!file) return note(f, "choose a backup file first", true);
+  if (!confirm("Replace the whole configuration (devices, users, admin password) with " + file.name + "?")) return;
+  try {
+    const n = 4096;
+    for (let off = 0; ; off += n) {
+      const last = off + n >= file.size;
+      await api("set_config", last ? { offset: off } : { offset: off, more: 1 }, file.slice(off, off + n), "raw");
+      if (last) break;
+    }
+    note(f, "restored (the admin password is the backup's)");
+    loadSettings();
+  } catch (err) {
+    note(f, err.message, true);
+  }
+}
+
 async function changePwd(e) {
   e.preventDefault();
   const f = $("#pwd");
@@ -699,6 +740,8 @@ function start() {
     const it = e.target.closest("[data-ssid]");
     if (it && e.target.closest("button")) { $("#wifi").ssid.value = it.dataset.ssid; $("#wifi").password.focus(); }
   };
+  $("#backup-get").onclick = getBackup;
+  $("#backup").onsubmit = restoreBackup;
   window.addEventListener("hashchange", show);
   window.addEventListener("resize", draw);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
