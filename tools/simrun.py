@@ -16,6 +16,7 @@ Modes (PBCTL_MODE):
   holds code and data; a board without ROMFS partition, where the modules are
   copied to its file system).
 """
+import glob
 import json
 import os
 import signal
@@ -128,7 +129,11 @@ class Sim:
             out = mpybuild.build(os.path.join(ROOT, "build", "rom"), "HOST", root="/rom/")
             image = os.path.join(self._tmp, "pbctl.romfs")
             self.image_size = mpybuild.romfs(out, image)
-            heap += (self.image_size + 1023) // 1024 * 1024
+            # a version installed by cmd=update (fw/<slot>/pbctl.romfs) may be the one that boots
+            # (romfs_main.py): the heap holds the largest image besides the budget
+            big = max([self.image_size] + [os.path.getsize(p) for p in glob.glob(
+                os.path.join(self.flash, "fw", "*", "pbctl.romfs"))])
+            heap += (big + 1023) // 1024 * 1024
             args = [os.path.join(ROOT, "boards", "HOST", "romfs_main.py"), os.path.join(out, "main.py")]
             env = dict(os.environ, PBCTL_ROMFS=image, MICROPYPATH=".frozen")
         elif self.main is None:
