@@ -53,6 +53,7 @@ async def start(board, demand, reserve=None):
     a.demand = demand
     a.reserve = reserve
     server.handler = cnf.Api(a).handle
+    server.stream = cnf.streamed  # (cmd=update: the bundle a piece at a time)
     cnf.unload(demand)  # what the boot needed once (configuration loading) goes again
     asyncio.create_task(ctl.run())
     wd = getattr(board, "watchdog", None)
@@ -66,6 +67,14 @@ async def start(board, demand, reserve=None):
         from pbctl.board import onboard
 
         onboard.start(a)
+    else:  # the host: a version installed over HTTP still tentative is marked good the same way
+        import pbslot
+
+        p = pbslot.load(board.FLASH)
+        if p and not p.get("ok"):
+            from pbctl.board import onboard
+
+            asyncio.create_task(onboard.mark_good(ctl, getattr(board, "GOOD_MS", None)))
     try:  # the REPL beside the running controller (on the board; the host runs without it)
         import aiorepl
 

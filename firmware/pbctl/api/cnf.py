@@ -32,7 +32,8 @@ _ROUTES = (" get_dev_info:info:r get_params:info:r sys_info:info:r modbus:modbus
            " set_params:admin:a del_device:admin:a reset_device:admin:a accept_license:admin:a"
            " change_admin_pwd:admin:p set_diag_logging:admin:a get_diag_log:admin:a"
            " set_ajax_meter:ajax:a set_ajax_evse:ajax:a enter_rfid:session:u override_device:session:u"
-           " soft_meter:session:u get_users:users:a get_user:users:u set_user:users:u get_new_user_id:users:a ")
+           " soft_meter:session:u get_users:users:a get_user:users:u set_user:users:u get_new_user_id:users:a"
+           " update:update:a ")
 
 
 def route(cmd):
@@ -45,10 +46,16 @@ def route(cmd):
     return mod, pol
 
 
+def streamed(path, qs):
+    """httpd's stream hook: the POST bodies a command reads itself, a piece at
+    a time (cmd=update's bundle: never whole in RAM)."""
+    return path == "/cnf" and (qs[:10] == "cmd=update" and qs[10:11] in ("", "&") or "&cmd=update" in qs)
+
+
 def on_demand():
     """The modules loaded only while needed: every command module and the helpers."""
     # (with the modules the commands load lazily, inside a function)
-    out = ["pbctl.config", "pbctl.api.auth", "pbctl.diag", "pbctl.repl"]
+    out = ["pbctl.config", "pbctl.api.auth", "pbctl.diag", "pbctl.repl", "pbslot"]
     for entry in _ROUTES.split():
         m = "pbctl.api." + entry.split(":")[1]
         if m not in out:

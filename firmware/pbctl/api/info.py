@@ -187,4 +187,16 @@ async def sys_info(app, req):
         "modules": sorted(sys.modules),
         # the integrations running: each one's status (connected, last error, counters)
         "links": dict((k, v.status()) for k, v in app.links.items()),
+        "update": _update(app),
     }
+
+
+def _update(app):
+    # the version running and the pointer's state (updates over HTTP, pbslot.py):
+    # tentative until this start is marked good, previous: the way back, failed: given up
+    import pbslot
+
+    p = pbslot.load(app.board.FLASH) or {}
+    return {"version": p.get("v") or app.VERSION, "slot": p.get("cur", ""), "tentative": not p.get("ok", 1),
+            "tries": p.get("tries", 0), "previous": p.get("pv") or ("factory" if p.get("cur") else ""),
+            "failed": p.get("failed", "")}
