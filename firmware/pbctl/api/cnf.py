@@ -49,7 +49,12 @@ def route(cmd):
 def streamed(path, qs):
     """httpd's stream hook: the POST bodies a command reads itself, a piece at
     a time (cmd=update's bundle: never whole in RAM)."""
-    return path == "/cnf" and (qs[:10] == "cmd=update" and qs[10:11] in ("", "&") or "&cmd=update" in qs)
+    if path != "/cnf":
+        return False
+    for p in qs.split("&"):
+        if p == "cmd=update":
+            return True
+    return False
 
 
 def on_demand():
