@@ -9,9 +9,10 @@
 - A version that crashes at start runs 3 times, then the previous version
   boots again (sys_info.update.failed).
 
-Boots are modelled as on the board: the firmware process (romfs_main.py +
-pbslot.py) is started again on the same flash directory; the update's
-restart is the process ending with status 75 (boards/HOST reset()).
+Boots are modelled as on the board: the firmware process is started again
+on the same flash directory (simrun's boot_image() runs pbslot.select()
+first, as the board's boot.py); the update's restart is the process ending
+with status 75 (boards/HOST reset()).
 """
 import hashlib
 import json

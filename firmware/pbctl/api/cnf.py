@@ -57,6 +57,11 @@ def streamed(path, qs):
     return False
 
 
+# on demand, but not loaded at boot (pbctl.main()): their names are interned
+# when first used — an update, which a restart follows — not on every boot's heap
+LATE = ("pbctl.api.update", "pbslot")
+
+
 def on_demand():
     """The modules loaded only while needed: every command module and the helpers."""
     # (with the modules the commands load lazily, inside a function)
