@@ -10,7 +10,7 @@ MODBUS_TCP_PORT ?= 4701
 PORT   ?= /dev/ttyUSB0
 JOBS   ?= 2
 
-.PHONY: all venv sim test unit e2e bench mpy romfs deploy deploy-files check flash clean browser screenshots fuzz soak mqtt-broker
+.PHONY: all venv sim test unit e2e bench mpy romfs bundle deploy deploy-files check flash clean browser screenshots fuzz soak mqtt-broker
 
 all: test
 
@@ -114,14 +114,24 @@ romfs: $(STAMP)
 	rm -rf build/esp32-rom
 	$(PY) tools/mpybuild.py --march xtensawin --board $(BOARD) --root /rom/ --romfs build/pbctl-$(BOARD).romfs build/esp32-rom
 
-## A board with a ROMFS partition: the image into it, boot.py and main.py to its file system.
+## An update bundle for cmd=update / the settings page (README "Updates over HTTP"):
+## build/pbctl-$(BUNDLE_BOARD).bundle; BUNDLE_BOARD=HOST (default: the simulation's, a ROMFS
+## image) or ESP32_GENERIC (.mpy modules); VERSION= overrides app.VERSION+git.
+BUNDLE_BOARD ?= HOST
+bundle: $(STAMP)
+	$(PY) tools/bundle.py --board $(BUNDLE_BOARD) $(if $(VERSION),--version $(VERSION)) build/pbctl-$(BUNDLE_BOARD).bundle
+
+## A board with a ROMFS partition: the image into it, boot.py, main.py and pbslot.py to its
+## file system; /fw.json goes (a version installed over HTTP no longer boots: the cable's does).
 deploy: romfs
 	$(VENV)/bin/mpremote connect $(PORT) romfs deploy build/pbctl-$(BOARD).romfs + \
-	  cp build/esp32-rom/boot.py :boot.py + cp build/esp32-rom/main.py :main.py + reset
+	  cp build/esp32-rom/boot.py :boot.py + cp build/esp32-rom/main.py :main.py + \
+	  cp build/esp32-rom/pbslot.py :pbslot.py + exec "import os; [os.remove(n) for n in os.listdir() if n == 'fw.json']" + reset
 
 ## A board without one (stock MicroPython): the .mpy files to its file system.
 deploy-files: mpy
-	$(VENV)/bin/mpremote connect $(PORT) cp -r build/esp32/. : + reset
+	$(VENV)/bin/mpremote connect $(PORT) cp -r build/esp32/. : + \
+	  exec "import os; [os.remove(n) for n in os.listdir() if n == 'fw.json']" + reset
 
 clean:
 	rm -rf build .pytest_cache .hypothesis

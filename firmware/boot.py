@@ -4,6 +4,18 @@
 # nothing in it may stop the boot.
 import sys
 
+try:  # the version to run (updates over HTTP: pbslot.py, a source file beside this one)
+    import pbboard
+    import pbslot
+
+    _d = pbslot.select(pbboard.FLASH)
+    del sys.modules["pbslot"], sys.modules["pbboard"]
+    if _d:  # a version installed by cmd=update: its modules first
+        sys.path.insert(0, _d)
+    del _d
+except Exception as e:
+    print("pbctl: boot.py:", repr(e))
+
 try:
     from pbctl.board import safemode
 

@@ -23,6 +23,9 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SOURCE = ("boot.py", "main.py")  # run from source by the board at boot
+# also kept as source beside them (not in a ROMFS image): run at boot before a
+# version is chosen (updates, pbslot.py); its compiled copy is in every version
+BOOT = ("pbslot.py",)
 
 
 def mpy_cross():
@@ -86,16 +89,17 @@ def build(out_dir, board="HOST", march=None, root=None):
     errors = []
     srcs = sources(board)
     # modules whose source is gone (renamed, moved) must not linger: they would still import
-    want = set(rel[:-3] + (".py" if rel in SOURCE else ".mpy") for _, rel in srcs)
+    want = set(rel[:-3] + (".py" if rel in SOURCE else ".mpy") for _, rel in srcs) | set(BOOT)
     for f in glob.glob(os.path.join(out_dir, "**", "*.mpy"), recursive=True) + glob.glob(os.path.join(out_dir, "*.py")):
         if os.path.relpath(f, out_dir) not in want:
             os.remove(f)
     for src, rel in srcs:
-        if rel in SOURCE:
+        if rel in SOURCE + BOOT:
             dst = os.path.join(out_dir, rel)
             if not os.path.exists(dst) or os.path.getmtime(dst) < os.path.getmtime(src):
                 shutil.copyfile(src, dst)
-            continue
+            if rel in SOURCE:
+                continue
         dst = os.path.join(out_dir, rel[:-3] + ".mpy")
         if os.path.exists(dst) and os.path.getmtime(dst) >= os.path.getmtime(src):
             continue
@@ -130,7 +134,7 @@ def romfs(out_dir, image):
     def add(w, d):
         for n in sorted(os.listdir(d)):
             p = os.path.join(d, n)
-            if n[0] == "." or n in SOURCE or n.endswith(".tmp"):
+            if n[0] == "." or n in SOURCE + BOOT or n.endswith(".tmp"):
                 continue
             if os.path.isdir(p):
                 w.opendir(n)

@@ -26,6 +26,11 @@ def main():
     ap.add_argument("--scenario", default=os.path.join(ROOT, "tools", "scenarios", "default.json"))
     a = ap.parse_args()
     os.makedirs(a.flash, exist_ok=True)
+    # like `make deploy` on a board: the build just made is what boots, not a version an
+    # earlier run installed with cmd=update (README "Updates over HTTP")
+    for n in ("fw.json", "fw.tmp"):
+        if os.path.exists(os.path.join(a.flash, n)):
+            os.remove(os.path.join(a.flash, n))
     sim_args = ["--scenario", a.scenario] if a.scenario and os.path.exists(a.scenario) else []
     sim = Sim(http_port=a.http_port, baud=a.baud, flash=a.flash, echo=True, sim_args=sim_args)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
@@ -52,8 +57,16 @@ def main():
         print("  flash:    %s" % a.flash)
         print("Ctrl-C stops.")
         sys.stdout.flush()
-        while sim.fw.poll() is None and sim.sim.poll() is None:
-            time.sleep(0.2)
+        while True:
+            while sim.fw.poll() is None and sim.sim.poll() is None:
+                time.sleep(0.2)
+            if sim.fw.poll() != 75:
+                break
+            # the firmware restarted itself (boards/HOST reset(), after cmd=update): the next boot
+            print("firmware restart (reset): booting again on %s" % a.flash)
+            sim.stop()
+            sim = Sim(http_port=a.http_port, baud=a.baud, flash=a.flash, echo=True, sim_args=sim_args)
+            sim.start()
         print("a process exited; stopping")
         return 1
     except KeyboardInterrupt:

@@ -128,7 +128,8 @@ class Sim:
             out = mpybuild.build(os.path.join(ROOT, "build", "rom"), "HOST", root="/rom/")
             image = os.path.join(self._tmp, "pbctl.romfs")
             self.image_size = mpybuild.romfs(out, image)
-            heap += (self.image_size + 1023) // 1024 * 1024
+            image = self.boot_image(image)
+            heap += (os.path.getsize(image) + 1023) // 1024 * 1024
             args = [os.path.join(ROOT, "boards", "HOST", "romfs_main.py"), os.path.join(out, "main.py")]
             env = dict(os.environ, PBCTL_ROMFS=image, MICROPYPATH=".frozen")
         elif self.main is None:
@@ -162,6 +163,23 @@ class Sim:
             except OSError:
                 time.sleep(0.05)
         raise RuntimeError("firmware did not listen:\n" + "".join(self.fw_lines))
+
+    def boot_image(self, image):
+        """The host's boot loader (updates over HTTP, README): what the board's boot.py
+        does before anything of the firmware is imported — firmware/pbslot.py picks
+        the version on this flash and counts its start — run here, so that it costs
+        the firmware's heap nothing. An installed version is the image
+        fw/<slot>/pbctl.romfs; else the build's (the cable's) image."""
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location("pbslot", os.path.join(ROOT, "firmware", "pbslot.py"))
+        pbslot = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(pbslot)
+        d = pbslot.select(self.flash)
+        self.slot = d and os.path.basename(d)
+        if d and os.path.exists(os.path.join(d, "pbctl.romfs")):
+            return os.path.join(d, "pbctl.romfs")
+        return image
 
     def _pump(self, proc, sink, prefix):
         def run():

@@ -28,3 +28,5 @@ require("aiorepl")  # the REPL as an asyncio task next to the controller
 package("pblib", base_path="../../lib", opt=3)
 package("pbctl", base_path="../../firmware", opt=3)
 module("pbboard.py", base_path=".", opt=3)
+# boot.py picks the version to run with it (updates over HTTP); frozen it is never replaced
+module("pbslot.py", base_path="../../firmware", opt=3)

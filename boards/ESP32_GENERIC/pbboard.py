@@ -59,3 +59,10 @@ def watchdog():
     from machine import WDT
 
     return WDT(timeout=10000)
+
+
+def reset():
+    """A restart (after an update: cmd=update)."""
+    import machine
+
+    machine.reset()

@@ -18,6 +18,7 @@ ADMIN_PWD = _e("PBCTL_ADMIN_PWD") or ""  # preset first admin password (simulati
 BUS_TIMEOUT_MS = int(_e("PBCTL_BUS_TIMEOUT_MS") or 100)
 BUS_RETRIES = int(_e("PBCTL_BUS_RETRIES") or 1)
 CLOCK_OFFSET = int(_e("PBCTL_CLOCK_OFFSET") or 0)  # s added to the host's clock (tests of local time)
+GOOD_MS = int(_e("PBCTL_GOOD_MS") or 30000)  # a start is good after (safemode.GOOD_MS on a board)
 
 
 class Pin:
@@ -61,3 +62,11 @@ def serial():
 
     h = binascii.hexlify(hashlib.sha256(FLASH.encode()).digest()[:6]).decode()
     return "%s-%s-%s" % (h[0:4], h[4:8], h[8:12])
+
+
+def reset():
+    """machine.reset() on the host: the process ends with status 75, and
+    whoever started it (tools/sim.py, a test) starts it again on the same flash."""
+    import sys
+
+    sys.exit(75)

@@ -31,6 +31,9 @@ async def main(board):
     base = tuple(sys.modules)
     demand = ["pbctl.start"]  # the on-demand modules: these and what they import
     for name in cnf.on_demand():
+        if name in cnf.LATE:
+            demand.append(name)
+            continue
         __import__(name)
         new = [k for k in sys.modules if k not in base]
         cnf.unload(new)

@@ -54,6 +54,7 @@ async def start(board, demand, reserve=None):
     a.demand = demand
     a.reserve = reserve
     server.handler = cnf.Api(a).handle
+    server.stream = cnf.streamed  # (cmd=update: the bundle a piece at a time)
     cnf.unload(demand)  # what the boot needed once (configuration loading) goes again
     asyncio.create_task(ctl.run())
     wd = getattr(board, "watchdog", None)
@@ -67,6 +68,16 @@ async def start(board, demand, reserve=None):
         from pbctl.board import onboard
 
         onboard.start(a)
+    else:  # the host: a version installed over HTTP still tentative is marked good the same way
+        try:
+            with open(board.FLASH + "/fw.json") as f:
+                p = f.read()  # (pbslot's pointer, tiny; no module loaded for it)
+        except OSError:
+            p = ""
+        if '"ok": 0' in p:
+            from pbctl.board import onboard
+
+            asyncio.create_task(onboard.mark_good(ctl, getattr(board, "GOOD_MS", None)))
     try:  # the REPL beside the running controller (on the board; the host runs without it)
         import aiorepl
 

@@ -352,7 +352,11 @@ def test_add_edit_and_delete_a_device(page):
     wait(d, lambda: not visible(d, "#dev-edit"), what="editor closed")
     e1 = [x for x in sim.get("cmd=get_params")[1]["devices"] if x["dev_id"] == "E1"][0]
     assert [(r["mode"], r["current"], r["days"], r["enabled"]) for r in e1["charging_rules"]] == [(1, 8500, 127 - 32, True)]
-    css(d, '#devices [data-dev="E1"] [data-edit]')[0].click()
+    b = css(d, '#devices [data-dev="E1"] [data-edit]')[0]
+    # (scrolled to the middle: the page is long enough since the firmware card that the
+    # browser's own scrolling would put it under the sticky header)
+    d.execute_script("arguments[0].scrollIntoView({block: 'center'})", b)
+    b.click()
     form = wait(d, lambda: visible(d, "#dev-edit"), what="EVSE editor")
     css(d, '[data-list="rules"] .item [data-del]', form)[0].click()
     css(d, "button[type=submit]", form)[0].click()

@@ -441,6 +441,48 @@ def test_truncated_body(srv):
     assert srv.raw(big, shut=True) == exact(400, "Bad Request", "truncated body")
 
 
+# ---- streamed bodies (Server.stream: an update bundle, never whole in RAM) -----------------
+
+
+def test_streamed_body_in_pieces_without_heap(srv):
+    import hashlib
+
+    data = os.urandom(300000)  # far over max_body (8 KB) and the 96 KB heap
+    head = "POST /cnf?cmd=upload HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(data)
+    st_, _, body = split(srv.raw(head.encode() + data))
+    r = json.loads(body)
+    assert st_ == 200
+    assert (r["len"], r["sha256"]) == (len(data), hashlib.sha256(data).hexdigest())
+    assert r["max_piece"] <= 2048  # the connection's head buffer
+    assert r["pieces"] >= len(data) // 2048
+    assert r["grew"] < 1024, r  # (the pieces are views of the head buffer: nothing per piece)
+
+
+def test_streamed_body_expect_continue_and_empty(srv):
+    c = srv.conn()
+    try:
+        c.sendall(b"POST /cnf?cmd=upload HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+        assert c.recv(100) == b"HTTP/1.1 100 Continue\r\n\r\n"
+        c.sendall(b"hello")
+        st_, _, body = split(read_all(c))
+    finally:
+        c.close()
+    assert (st_, json.loads(body)["len"]) == (200, 5)
+    st_, _, body = split(srv.raw(b"POST /cnf?cmd=upload HTTP/1.1\r\nContent-Length: 0\r\n\r\n"))
+    assert (st_, json.loads(body)["len"]) == (200, 0)
+
+
+def test_streamed_body_truncated_and_refused_midway(srv):
+    head = b"POST /cnf?cmd=upload HTTP/1.1\r\nContent-Length: 100000\r\n\r\n"
+    assert srv.raw(head + b"x" * 50000, shut=True) == exact(400, "Bad Request", "truncated")
+    # the handler stops reading: the rest is read and dropped, the client gets the reply (no reset)
+    head = b"POST /cnf?cmd=upload&stop=10000 HTTP/1.1\r\nContent-Length: 200000\r\n\r\n"
+    assert srv.raw(head + b"y" * 200000) == exact(400, "Bad Request", "stopped")
+    # a GET is not streamed; another command's large body is still refused unread
+    assert split(srv.get("/cnf?cmd=upload"))[0] == 500  # (req.stream None: the app's handler fails)
+    assert srv.post("/cnf?cmd=post", b"z" * 9000)[:30] == b"HTTP/1.1 413 Payload Too Large"
+
+
 def test_truncated_head(srv):
     assert srv.raw(b"GET /cnf?cmd=echo HTTP/1.1\r\nHost: x\r\n", shut=True) == BAD_REQUEST
     assert srv.raw(b"", shut=True) == b""  # nothing sent: just closed

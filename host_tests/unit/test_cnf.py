@@ -15,7 +15,17 @@ COMMANDS = {
     "get_users": ("users", "a"), "get_user": ("users", "u"), "set_user": ("users", "u"),
     "get_new_user_id": ("users", "a"), "scan_wifi": ("wifi", "a"), "set_wifi": ("wifi", "a"),
     "get_config": ("backup", "a"), "set_config": ("backup", "a"),
+    "update": ("update", "a"),
 }
+
+
+def test_only_update_bodies_are_streamed():
+    # httpd's stream hook (cmd=update's bundle is read a piece at a time)
+    for qs in ("cmd=update", "cmd=update&restart=0", "restart=0&cmd=update"):
+        assert cnf.streamed("/cnf", qs), qs
+    for path, qs in (("/cnf", "cmd=updatex"), ("/cnf", "cmd=set_params"), ("/cnf", ""), ("/x", "cmd=update"),
+                     ("/cnf", "xcmd=update")):
+        assert not cnf.streamed(path, qs), (path, qs)
 
 
 def test_every_command_routes_to_its_module_and_policy():

@@ -11,6 +11,12 @@
 # - request line + headers are read with readinto into that buffer, never with
 #   readline: more than max_head bytes or 32 header lines -> 413 "request
 #   header too large";
+# - stream (a callable of the app, optional): stream(path, raw query) True
+#   for a POST -> its body is not read (nor max_body applied): req.body is
+#   None and req.stream a Body the handler reads itself, a piece at a time
+#   through the connection's head buffer (an update bundle: never whole in
+#   RAM); each read bounded by read_timeout_ms; what the handler left unread
+#   is read and dropped (up to read_timeout_ms) before the reply goes out;
 # - the body (Content-Length only, at most max_body) is read into one
 #   bytearray of exactly that size — or, up to body_buf bytes, into the one
 #   body buffer kept for good (a busy heap often has no block that large); head and body must arrive within
@@ -105,13 +111,48 @@ class File:
         self.head = ""  # its head lines, once opened
 
 
+class Body:
+    # a streamed request body (Server.stream): read() -> the next piece, a
+    # memoryview into the connection's head buffer valid until the next
+    # read (no copy, no allocation); empty at the end; EOFError when the
+    # client stops short of its Content-Length. left: bytes still to come.
+    def __init__(self, r, w, buf, start, n, length, timeout, expect):
+        self._r = r
+        self._w = w
+        self._mv = memoryview(buf)
+        self._got = self._mv[start : start + n]  # what came with the head
+        self.left = length
+        self._t = timeout
+        self._expect = expect
+
+    async def read(self):
+        mv = self._got
+        if mv is not None:
+            self._got = None
+            if len(mv):
+                self.left -= len(mv)
+                return mv
+        if self.left <= 0:
+            return self._mv[:0]
+        if self._expect:  # 100-continue: the body is wanted now
+            self._expect = False
+            self._w.write("HTTP/1.1 100 Continue\r\n\r\n".encode())
+            await asyncio.wait_for_ms(self._w.drain(), self._t)
+        k = await asyncio.wait_for_ms(self._r.readinto(self._mv[: min(self.left, len(self._mv))]), self._t)
+        if not k:
+            raise EOFError
+        self.left -= k
+        return self._mv[:k]
+
+
 class Request:
     def __init__(self, method, path, query, headers, body, client):
         self.method = method
         self.path = path  # percent-decoded, without the query
         self.query = query  # str -> str, first occurrence wins
         self.headers = headers  # lowercase name -> str
-        self.body = body  # bytes-like (from the server: a bytearray)
+        self.body = body  # bytes-like (from the server: a bytearray); None: streamed
+        self.stream = None  # a Body (Server.stream)
         self.client = client  # peer IP or ""
         self.http10 = False  # an HTTP/1.0 request (no chunked replies)
 
@@ -304,6 +345,7 @@ class Server:
         self._body = bytearray(body_buf)  # kept for one request body at a time (body_buf bytes at most)
         self._body_used = None  # the head buffer of the connection that has it
         self.vip = None  # callable(peer ip) -> bool: a client to let in first (the app's admin)
+        self.stream = None  # callable(path, raw query) -> bool: a POST body the handler reads (Body)
         self._vips = 0  # vip connections waiting for a slot
         self._vip_busy = 0  # vip connections being served: others are not accepted meanwhile
         self._live = 0  # connection tasks
@@ -436,6 +478,16 @@ class Server:
                             break
                         await asyncio.sleep_ms(5)
                 status, obj, hdrs, b = await self._call(req)
+                if req.stream and req.stream.left > 0:
+                    # the rest of a streamed body the handler did not want (an
+                    # error): read and dropped, bounded, so the client reads
+                    # the reply instead of a reset
+                    try:
+                        t0 = time.ticks_ms()
+                        while req.stream.left > 0 and time.ticks_diff(time.ticks_ms(), t0) < self.timeout:
+                            await req.stream.read()
+                    except Exception:
+                        pass
             if isinstance(obj, File):
                 status, obj, hdrs, b, fh = _open(obj, status, hdrs)
             await self._send(w, status, obj, hdrs, b, fh, buf, early or req.http10)
@@ -687,6 +739,14 @@ class Server:
         if len(k) > 9 or not k.isdigit():
             return 400 << 4 | 6  # bad content-length
         k = int(k)
+        if self.stream and method == "POST" and self.stream(path, qs):
+            try:
+                path = unquote(path)
+                req = Request(method, path, parse_query(qs), h, None, _ip(w.get_extra_info("peername")))
+            except ValueError:
+                return 400 << 4 | 4  # bad percent-encoding
+            req.stream = Body(r, w, buf, e, min(n - e, k), k, self.timeout, "expect" in h)
+            return req
         if k > self.max_body:
             return 413 << 4 | 7  # request body too large
         if k and k <= len(self._body) and not self._body_used:

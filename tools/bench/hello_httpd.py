@@ -15,6 +15,9 @@ Routes (path /cnf, by cmd=):
   stream -> a generator: '{"items":[' then n=N items '"<i>:<size x>"' (str and bytes
             pieces) then ']}'; fail=K: raises after K items; err0=1: raises
             HTTPError(409) before its first piece; empty=1: yields nothing
+  upload -> a streamed body (Server.stream): {"len", "sha256", "pieces", "max_piece", "grew": heap
+            kept after it was read}; stop=K: 400 "stopped" after K bytes (the server
+            drops the rest); a body cut short: 400 "truncated"
 The server is made with handler None and gets it afterwards, as pbctl does.
 Any other path is echoed as {"method", "path", "query"}; /static/NAME serves
 STATIC_DIR/NAME as a File (NAME ending in .gz with gzip=True), /self serves this script.
@@ -62,6 +65,8 @@ async def handler(req):
     if cmd == "nomem":  # the next n=N connections cannot be set up: as on a full heap
         _nomem[0] = int(req.query.get("n", "1"))
         return 200, "ok"
+    if cmd == "upload":
+        return 200, await _upload(req)
     if cmd == "post":
         ct = req.headers.get("content-type", "")
         j = req.json() if ct.startswith("application/json") else None
@@ -89,6 +94,35 @@ async def handler(req):
     raise httpd.HTTPError(404, "unknown cmd")
 
 
+async def _upload(req):
+    import binascii
+    import hashlib
+
+    s = req.stream
+    h = hashlib.sha256()
+    stop = int(req.query.get("stop", "-1"))
+    n = pieces = big = 0
+    gc.collect()
+    m0 = gc.mem_alloc()
+    try:
+        while True:
+            mv = await s.read()
+            if not mv:
+                break
+            h.update(mv)
+            n += len(mv)
+            pieces += 1
+            big = max(big, len(mv))
+            if 0 <= stop <= n:
+                raise httpd.HTTPError(400, "stopped")
+    except EOFError:
+        raise httpd.HTTPError(400, "truncated")
+    gc.collect()
+    grew = gc.mem_alloc() - m0  # kept (each piece's view and bounded read is garbage, ~80 bytes)
+    return {"len": n, "sha256": binascii.hexlify(h.digest()).decode(), "pieces": pieces, "max_piece": big,
+            "grew": grew}
+
+
 def _stream(n, size, fail, q):
     if "err0" in q:
         raise httpd.HTTPError(409, "not now")
@@ -107,6 +141,7 @@ async def main(port, max_conns):
     global _server
     _server = httpd.Server(None, max_conns=max_conns)  # handler set later, as in pbctl
     _server.handler = handler
+    _server.stream = lambda path, qs: "cmd=upload" in qs
     await _server.start("127.0.0.1", port)
     asyncio.create_task = _task_or_nomem  # (only the accept loop creates tasks after this)
     print("READY", port)

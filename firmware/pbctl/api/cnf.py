@@ -33,7 +33,7 @@ _ROUTES = (" get_dev_info:info:r get_params:info:r sys_info:info:r modbus:modbus
            " change_admin_pwd:admin:p set_diag_logging:admin:a get_diag_log:admin:a"
            " set_ajax_meter:ajax:a set_ajax_evse:ajax:a enter_rfid:session:u override_device:session:u"
            " soft_meter:session:u get_users:users:a get_user:users:u set_user:users:u get_new_user_id:users:a"
-           " scan_wifi:wifi:a set_wifi:wifi:a get_config:backup:a set_config:backup:a ")
+           " scan_wifi:wifi:a set_wifi:wifi:a get_config:backup:a set_config:backup:a update:update:a ")
 
 
 def route(cmd):
@@ -46,10 +46,26 @@ def route(cmd):
     return mod, pol
 
 
+def streamed(path, qs):
+    """httpd's stream hook: the POST bodies a command reads itself, a piece at
+    a time (cmd=update's bundle: never whole in RAM)."""
+    if path != "/cnf":
+        return False
+    for p in qs.split("&"):
+        if p == "cmd=update":
+            return True
+    return False
+
+
+# on demand, but not loaded at boot (pbctl.main()): their names are interned
+# when first used — an update, which a restart follows — not on every boot's heap
+LATE = ("pbctl.api.update", "pbslot")
+
+
 def on_demand():
     """The modules loaded only while needed: every command module and the helpers."""
     # (with the modules the commands load lazily, inside a function)
-    out = ["pbctl.config", "pbctl.api.auth", "pbctl.diag", "pbctl.repl"]
+    out = ["pbctl.config", "pbctl.api.auth", "pbctl.diag", "pbctl.repl", "pbslot"]
     for entry in _ROUTES.split():
         m = "pbctl.api." + entry.split(":")[1]
         if m not in out:

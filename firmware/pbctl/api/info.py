@@ -196,4 +196,18 @@ async def sys_info(app, req):
         "links": dict((k, v.status()) for k, v in app.links.items()),
         # the board's WiFi (board/wifi.py Net.status(): never a password); null without one
         "wifi": app.net.status() if app.net else None,
+        "update": _update(app),
     }
+
+
+def _update(app):
+    # the version running and the pointer's state (updates over HTTP, pbslot.py):
+    # tentative until this start is marked good, previous: the way back, failed: given up
+    try:  # (read here, not with pbslot.load: no module and no names more for a status line)
+        with open(app.board.FLASH + "/fw.json") as f:
+            p = json.load(f)
+    except (OSError, ValueError):
+        p = {}
+    return {"version": p.get("v") or app.VERSION, "slot": p.get("cur", ""), "tentative": not p.get("ok", 1),
+            "tries": p.get("tries", 0), "previous": p.get("pv") or ("factory" if p.get("cur") else ""),
+            "failed": p.get("failed", "")}

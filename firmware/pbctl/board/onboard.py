@@ -41,4 +41,8 @@ async def mark_good(control, good_ms=None, poll_ms=1000):
             safemode.good()
             del sys.modules["pbctl.board.safemode"]  # needed no more
             delattr(sys.modules["pbctl.board"], "safemode")
+            if not getattr(sys.modules.get("pbboard"), "WIFI", False):
+                # the host (start.py: a tentative version): this module goes too
+                del sys.modules["pbctl.board.onboard"]
+                delattr(sys.modules["pbctl.board"], "onboard")
             return

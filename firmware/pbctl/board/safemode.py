@@ -100,13 +100,22 @@ def _write(path, text):
 
 
 def good():
-    """This start came up: the failed-start count goes back to none."""
+    """This start came up: the failed-start count goes back to none, and a
+    version installed over HTTP is kept (pbslot.good)."""
     import os
+    import sys
 
     try:
         os.remove(_path(COUNT))
     except OSError:
         pass
+    try:
+        import pbslot
+
+        pbslot.good(_path(""))
+        del sys.modules["pbslot"]
+    except Exception as e:  # (ImportError: no pbslot.py on this board)
+        print("pbctl: pbslot:", repr(e))
 
 
 def enter():

@@ -36,7 +36,11 @@ async function api(cmd, query, body, form) {
     // credentials "omit": a 401 never opens the browser's own login dialog
     if (auth) h.Authorization = "Basic " + auth;
     const o = { headers: h, credentials: "omit", cache: "no-store" };
-    if (body !== undefined) {
+    if (body instanceof Blob) { // a file as it is (cmd=update's bundle)
+      o.method = "POST";
+      h["Content-Type"] = "application/octet-stream";
+      o.body = body;
+    } else if (body !== undefined) {
       o.method = "POST";
       h["Content-Type"] = form === "raw" ? "application/octet-stream" : form ? "application/x-www-form-urlencoded" : "application/json";
       o.body = form === "raw" ? body : form ? new URLSearchParams(body).toString() : JSON.stringify(body);
@@ -627,6 +631,35 @@ async function restoreBackup(e) {
   }
 }
 
+// ---- firmware update (README "Updates over HTTP") ----
+
+async function loadVersion() {
+  try {
+    const u = (await api("sys_info")).update;
+    $("#fw-version").textContent = "Running version " + u.version +
+      (u.tentative ? " (new: start " + u.tries + " of 3, kept once it runs 30 s)" : "") +
+      (u.previous ? " · the way back: " + u.previous : "") + (u.failed ? " · " + u.failed + " did not start: rolled back" : "");
+  } catch (e) {
+    $("#fw-version").textContent = "";
+  }
+}
+
+async function upload(e) {
+  e.preventDefault();
+  const f = $("#update"), file = f.bundle.files[0];
+  clearErrors(f);
+  if (!file) { note(f, "choose a bundle file first", true); return; }
+  note(f, "uploading " + Math.round(file.size / 1024) + " KB …");
+  try {
+    const r = await api("update", null, file);
+    note(f, "version " + r.version + " installed" + (r.restart ? "; the controller restarts" : ""));
+    f.reset();
+    setTimeout(loadVersion, 10000);
+  } catch (err) {
+    showError(f, err);
+  }
+}
+
 async function changePwd(e) {
   e.preventDefault();
   const f = $("#pwd");
@@ -705,7 +738,7 @@ function show() {
   $("#settings").hidden = !s;
   $("#nav-dash").className = s ? "" : "on";
   $("#nav-settings").className = s ? "on" : "";
-  if (s) loadSettings(); else draw();
+  if (s) { loadSettings(); loadVersion(); } else draw();
 }
 
 function start() {
@@ -742,6 +775,7 @@ function start() {
   };
   $("#backup-get").onclick = getBackup;
   $("#backup").onsubmit = restoreBackup;
+  $("#update").onsubmit = upload;
   window.addEventListener("hashchange", show);
   window.addEventListener("resize", draw);
   document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
