@@ -73,7 +73,7 @@ def wifi_json(sim):
 def config(sim):
     """get_params without what changes by itself (the clock, the power figures)."""
     p = sim.get("cmd=get_params", ADMIN)[1]
-    for k in ("time", "cons_evse_power", "avail_evse_power", "max_total_evse_power"):
+    for k in ("time", "local_time", "cons_evse_power", "avail_evse_power", "max_total_evse_power"):
         del p[k]
     return p
 

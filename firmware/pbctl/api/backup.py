@@ -48,13 +48,15 @@ def _masked(url):
 
 
 async def get_config(app, req):  # admin, checked by cnf.py
-    return _config(app)
-
-
-def _config(app):
+    # (imported here, not in the generator: it runs after the dispatcher has
+    # dropped the on-demand modules, and would load them again for good)
     from pbctl import config
     from pbctl.api.users import _pieces
 
+    return _config(app, config, _pieces)
+
+
+def _config(app, config, _pieces):
     site = app.site
     p = dict(site.params)
     p["ocpp_password"] = "***" if p["ocpp_password"] else ""
