@@ -438,11 +438,11 @@ def test_central_system_down_at_boot(site8):
     # the central system comes up: the next attempt (twice the gap later at most) connects
     cs = site8["cs"] = CentralSystem(port=port, interval=300).start()
     b = cs.wait("BootNotification", timeout=2 * gap + 5)
-        assert b["chargePointVendor"] == "pbctl"
-        until(lambda: len(cs.messages("StartTransaction")) == 8, timeout=15)
-        acts = [a for _, a, _ in cs.log]
-        assert acts[:9] == ["BootNotification"] + ["StartTransaction"] * 8, acts
-        assert [p["connectorId"] for p in (x[2] for x in cs.log[1:9])] == list(range(1, 9))
-        st = until(lambda: (lambda x: x if x["state"] == "connected" else None)(ocpp_link(sim)))
-        assert st["connects"] == 1 and st["journal"] == 8  # 8 open transactions ("O")
-        cs.wait("StatusNotification", lambda p: p["connectorId"] == 8)
+    assert b["chargePointVendor"] == "pbctl"
+    until(lambda: len(cs.messages("StartTransaction")) == 8, timeout=15)
+    acts = [a for _, a, _ in cs.log]
+    assert acts[:9] == ["BootNotification"] + ["StartTransaction"] * 8, acts
+    assert [p["connectorId"] for p in (x[2] for x in cs.log[1:9])] == list(range(1, 9))
+    st = until(lambda: (lambda x: x if x["state"] == "connected" else None)(ocpp_link(sim)))
+    assert st["connects"] == 1 and st["journal"] == 8  # 8 open transactions ("O")
+    cs.wait("StatusNotification", lambda p: p["connectorId"] == 8)
