@@ -40,6 +40,18 @@ VERSION = "0.2.0"
 INTEGRATIONS = (("mbtcp", "modbus_tcp"), ("ocpp", "ocpp_url"), ("mqtt", "mqtt_url"))  # (module name in pbctl/integrations/, the parameter that switches it on)
 
 
+def drop(name):
+    """Forget module name: sys.modules and its package (which holds it too)."""
+    sys.modules.pop(name, None)
+    pkg, _, sub = name.rpartition(".")
+    pkg = sys.modules.get(pkg)
+    if pkg is not None:
+        try:
+            delattr(pkg, sub)
+        except AttributeError:
+            pass
+
+
 class App:
     VERSION = VERSION
 
@@ -57,8 +69,10 @@ class App:
         self.net = None
         self.demand = ()
         self.links = {}
+        self.link_errors = {}  # integrations switched on that could not start: name -> why (sys_info links)
         self.reserve = {}  # buffers reserved at boot for an integration: name -> what its start() takes
         self._link_settings = {}
+        self._link_mods = {}  # name -> the pblib modules its start loaded (dropped when it stops)
         self._full = time.ticks_add(self.boot_ms, -1000)  # when a collection last found the heap full
 
     def admit(self):
@@ -90,8 +104,9 @@ class App:
         """Start, restart or stop the integrations to match the parameters in force."""
         p = self.site.params
         for name, key in INTEGRATIONS:
-            if not p[key] and name not in self.links:
+            if not p[key] and name not in self.links and name not in self.link_errors:
                 continue
+            base = None if name in self.links else tuple(sys.modules)
             mod = __import__("pbctl.integrations." + name, None, None, ("settings",))
             want = mod.settings(p) if p[key] else None
             if want == self._link_settings.get(name) and (want is None or name in self.links):
@@ -100,11 +115,17 @@ class App:
             if old is not None:
                 old.stop()
             self._link_settings[name] = want
+            self.link_errors.pop(name, None)
             if want is not None:
                 try:
                     self.links[name] = mod.start(self, want)
                 except Exception as e:  # (no heap, a bad address): the controller goes on without it
                     print("pbctl: %s: %r" % (name, e))
+                    # shown in sys_info links (tried again with the next set_params)
+                    self.link_errors[name] = e.args[0] if e.args and type(e.args[0]) is str else repr(e)
+            if base is not None:  # the libraries it loaded (pblib.ws, ...): they go with it
+                self._link_mods[name] = tuple(k for k in sys.modules if k not in base and k[:6] == "pblib.")
             if name not in self.links:  # off: its code goes too (it is loaded again when switched on)
                 mod = None
-                sys.modules.pop("pbctl.integrations." + name, None)
+                for k in self._link_mods.pop(name, ()) + ("pbctl.integrations." + name,):
+                    drop(k)

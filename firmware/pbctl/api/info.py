@@ -172,7 +172,7 @@ async def sys_info(app, req):
     import sys
 
     gc.collect()
-    return {
+    r = {
         "mem_free": gc.mem_free(),
         "mem_alloc": gc.mem_alloc(),
         "uptime": time.ticks_diff(time.ticks_ms(), app.boot_ms) // 1000,
@@ -188,3 +188,6 @@ async def sys_info(app, req):
         # the integrations running: each one's status (connected, last error, counters)
         "links": dict((k, v.status()) for k, v in app.links.items()),
     }
+    for k, v in app.link_errors.items():  # switched on, could not start (no heap)
+        r["links"][k] = {"state": "failed", "last_error": v}
+    return r
