@@ -24,9 +24,14 @@ from simrun import ADMIN, Sim, free_port
 JSON = {"Content-Type": "application/json"}
 
 
-def set_params(sim, obj):
-    st, body, raw, _ = sim.request("cmd=set_params", ADMIN, json.dumps(obj).encode(), "POST", JSON)
-    assert st == 200, raw
+def set_params(sim, obj, tries=1):
+    """tries: at 8 EVSEs with OCPP on at 128k a request may be shed (503 out of memory): again."""
+    for _ in range(tries):
+        st, body, raw, _ = sim.request("cmd=set_params", ADMIN, json.dumps(obj).encode(), "POST", JSON)
+        if st != 503:
+            break
+        time.sleep(0.3)
+    assert st == 200, (raw, "".join(sim.fw_lines)[-2000:])
     return body
 
 
@@ -347,27 +352,16 @@ def site8():
     -> a dict: sim, port, cs (the central system once a test started it; stopped here)."""
     port = free_port()
     args = ["--evse-ids", ",".join(map(str, EIGHT))]
-    s = Sim(sim_args=args, baud=BAUD8)
+    s = Sim(sim_args=args, heap="192k", baud=BAUD8)  # (configuring is not what this is about)
     s.start()
     try:
         for i in EIGHT[1:]:
             set_params(s, {"devices": [{"dev_type": "evse_powerbrain", "address": "rtu:%d" % i}]})
-        free = s.get("cmd=sys_info", ADMIN)[1]["mem_free"]
-        # switched on while running, beside 8 EVSEs at 128k: no block for its buffers (README "OCPP
-        # 1.6J", Heap): stored, shown as failed, and what it loaded is gone again
         set_params(s, {"ocpp_url": "ws://127.0.0.1:%d/pb8" % port})
-        info = s.get("cmd=sys_info", ADMIN)[1]
-        assert info["links"] == {"ocpp": {"state": "failed", "last_error":
-                                          "no 2188-byte block for the OCPP buffers: restart the controller"}}
-        assert not [m for m in info["modules"] if m.startswith("pblib.ws") or m.startswith("pblib.ocppj")]
-        assert info["mem_free"] > free - 2048, (free, info["mem_free"])
-        assert s.get("cmd=get_params", ADMIN)[1]["ocpp_url"] == "ws://127.0.0.1:%d/pb8" % port
+        assert ocpp_link(s)["max_msg"] == 2048
     finally:
         s.stop()
-    log = "".join(s.fw_lines)
-    assert "Traceback" not in log.replace("KeyboardInterrupt", ""), log
-    assert [x for x in s.fw_lines if "Error" in x] == [
-        "pbctl: ocpp: MemoryError('no 2188-byte block for the OCPP buffers: restart the controller',)\n"], log
+    assert_clean_log(s)
     # 192k: neither test is about the heap (at 128k, 8 cars plugged and OCPP offline, sys_info
     # answered 503 "out of memory" for 10 s on end: README "OCPP 1.6J", Heap)
     s = Sim(sim_args=args, flash=s.flash, heap="192k", baud=BAUD8)

@@ -87,7 +87,7 @@ def start(app, s):
         try:
             bufs = buffers()
         except MemoryError:
-            raise MemoryError("no %d-byte block for the OCPP buffers: restart the controller" % (_RX + 140))
+            raise MemoryError("no block for the OCPP buffers: restart the controller")
     c = ws.Client(max_msg=_RX, timeout_ms=10000, ping_ms=60000, tx_size=_TX, bufs=bufs)
     cp = ChargePoint(app, s[0], s[1], c)
     cp.tasks = (asyncio.create_task(cp._local()), asyncio.create_task(cp._link()))
@@ -137,7 +137,7 @@ class ChargePoint:
     def status(self):
         r = self.rpc
         return {"state": self.state, "url": self.url, "last_error": self.last_error or self.rpc.last_error,
-                "connects": self.connects, "journal": len(self.q), "lost": self.lost, "sent": r.calls,
+                "max_msg": self.ws.max_msg, "connects": self.connects, "journal": len(self.q), "lost": self.lost, "sent": r.calls,
                 "received": r.calls_in, "timeouts": r.timeouts, "bad": r.bad}
 
     def stop(self):
