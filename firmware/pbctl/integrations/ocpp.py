@@ -8,8 +8,10 @@ charging profiles as tuples. Incoming calls and the profile arithmetic are in
 `ocpp_calls.py`, loaded per call (and per schedule change) and dropped.
 
 Heap. The WebSocket buffers (2.2 KB receive, 256 B send) are the largest
-blocks: they are allocated first thing in start(), after a collection, and
-kept over reconnects (a busy heap later has no 2 KB hole).
+blocks: reserved at boot (pbctl.main) or, switched on while running, by
+app.links_changed before this module loads (a smaller receive buffer when the
+heap has no 2188-byte hole: max_msg in the status); start() allocates them
+itself only when neither did; kept over reconnects.
 
 Two tasks:
 - `_local()`, every second, online or offline: follows each connector (plug,
