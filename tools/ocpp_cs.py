@@ -10,7 +10,10 @@ run in a thread of its own (tests and benchmarks drive it synchronously).
 Every message from the charge point is recorded as (time, action, payload) in
 `cs.log`, in order. Answers: BootNotification Accepted with `interval`
 (heartbeat), Authorize Accepted for the idTags in `accept` (else Invalid),
-StartTransaction transactionIds from 1000 on.
+StartTransaction transactionIds from 1000 on. `delay` (seconds, changeable
+at any time): every CALL from the charge point is answered that much later
+(a slow central system; it is recorded when it is handled, after the wait,
+and the connection is read on only then, as the `ocpp` library does).
 """
 import asyncio
 import json
@@ -26,6 +29,11 @@ from ocpp.v16.enums import Action, AuthorizationStatus, RegistrationStatus
 
 class _Station(_CP):
     cs = None
+
+    async def _handle_call(self, msg):
+        if self.cs.delay:
+            await asyncio.sleep(self.cs.delay)
+        await super()._handle_call(msg)
 
     def _rec(self, action, kw):
         from ocpp.charge_point import snake_to_camel_case
@@ -80,8 +88,9 @@ def _now():
 
 
 class CentralSystem:
-    def __init__(self, port=0, interval=300, accept=()):
+    def __init__(self, port=0, interval=300, accept=(), delay=0):
         self.port = port
+        self.delay = delay
         self.interval = interval
         self.accept = set(accept)
         self.next_tx = 999

@@ -38,6 +38,22 @@ _RESERVE = const(10240)  # heap kept for the control task: requests are shed bef
 
 VERSION = "0.2.0"
 INTEGRATIONS = (("mbtcp", "modbus_tcp"), ("ocpp", "ocpp_url"), ("mqtt", "mqtt_url"))  # (module name in pbctl/integrations/, the parameter that switches it on)
+# An integration's buffers (receive sizes, largest first; send 256 B), allocated before its code
+# loads when it is switched on while running (at boot pbctl.main() reserves the first size): the
+# OCPP client's receive buffer is max message + 140 (README "OCPP 1.6J", Heap)
+_BUFS = {"ocpp": (2188, 1940, 1676)}
+
+
+def drop(name):
+    """Forget module name: sys.modules and its package (which holds it too)."""
+    sys.modules.pop(name, None)
+    pkg, _, sub = name.rpartition(".")
+    pkg = sys.modules.get(pkg)
+    if pkg is not None:
+        try:
+            delattr(pkg, sub)
+        except (AttributeError, KeyError):  # (MicroPython: KeyError when it has none)
+            pass
 
 
 class App:
@@ -57,8 +73,10 @@ class App:
         self.net = None
         self.demand = ()
         self.links = {}
+        self.link_errors = {}  # integrations switched on that could not start: name -> why (sys_info links)
         self.reserve = {}  # buffers reserved at boot for an integration: name -> what its start() takes
         self._link_settings = {}
+        self._link_mods = {}  # name -> the pblib modules its start loaded (dropped when it stops)
         self._full = time.ticks_add(self.boot_ms, -1000)  # when a collection last found the heap full
 
     def admit(self):
@@ -90,21 +108,44 @@ class App:
         """Start, restart or stop the integrations to match the parameters in force."""
         p = self.site.params
         for name, key in INTEGRATIONS:
-            if not p[key] and name not in self.links:
+            if not p[key] and name not in self.links and name not in self.link_errors:
                 continue
-            mod = __import__("pbctl.integrations." + name, None, None, ("settings",))
-            want = mod.settings(p) if p[key] else None
-            if want == self._link_settings.get(name) and (want is None or name in self.links):
-                continue
-            old = self.links.pop(name, None)
-            if old is not None:
-                old.stop()
-            self._link_settings[name] = want
-            if want is not None:
-                try:
-                    self.links[name] = mod.start(self, want)
-                except Exception as e:  # (no heap, a bad address): the controller goes on without it
-                    print("pbctl: %s: %r" % (name, e))
-            if name not in self.links:  # off: its code goes too (it is loaded again when switched on)
-                mod = None
-                sys.modules.pop("pbctl.integrations." + name, None)
+            sizes = _BUFS.get(name)
+            if sizes and p[key] and name not in self.links and name not in self.reserve:
+                # switched on while running: its buffers first, before its code and objects take the
+                # heap's holes; the largest receive buffer there is a hole for
+                gc.collect()
+                for n in sizes:
+                    try:
+                        self.reserve[name] = (bytearray(n), bytearray(256))
+                        break
+                    except MemoryError:
+                        pass
+            base = None if name in self.links else tuple(sys.modules)
+            try:
+                self._link(name, key, p)
+            finally:  # (also when it raised: MemoryError): not running, its code and libraries go
+                if base is not None:  # the libraries its start loaded (pblib.ws, ...) go with it
+                    new = tuple(k for k in sys.modules if k not in base and k[:6] == "pblib.")
+                    self._link_mods[name] = self._link_mods.get(name, ()) + new
+                if name not in self.links:  # off: it is loaded again when switched on
+                    for k in self._link_mods.pop(name, ()) + ("pbctl.integrations." + name,):
+                        drop(k)
+
+    def _link(self, name, key, p):
+        mod = __import__("pbctl.integrations." + name, None, None, ("settings",))
+        want = mod.settings(p) if p[key] else None
+        if want == self._link_settings.get(name) and (want is None or name in self.links):
+            return
+        old = self.links.pop(name, None)
+        if old is not None:
+            old.stop()
+        self._link_settings[name] = want
+        self.link_errors.pop(name, None)
+        if want is not None:
+            try:
+                self.links[name] = mod.start(self, want)
+            except Exception as e:  # (no heap, a bad address): the controller goes on without it
+                print("pbctl: %s: %r" % (name, e))
+                # shown in sys_info links (tried again with the next set_params)
+                self.link_errors[name] = e.args[0] if e.args and type(e.args[0]) is str else repr(e)

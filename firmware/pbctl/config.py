@@ -393,12 +393,22 @@ def change_params(site, body, max_evses):
     ch.params = check(PARAMS, body, dict(site.params))
     u = ch.params["ocpp_url"]
     if u and u != site.params["ocpp_url"]:
+        import sys
+
+        had = "pblib.ws" in sys.modules
         from pblib.ws import parse_url
 
         try:
             parse_url(u)
         except ValueError:
             raise ConfigError("bad value: ocpp_url")
+        finally:
+            if not had:  # (OCPP off or not yet on: the client's module stays out of the heap)
+                sys.modules.pop("pblib.ws", None)
+                try:
+                    delattr(sys.modules["pblib"], "ws")  # (the package holds it too)
+                except (KeyError, AttributeError):
+                    pass
     if "mqtt_url" in body or "mqtt_prefix" in body:
         mqtt_params(ch.params, site.params)
     if "tz" in body:

@@ -8,6 +8,9 @@ unplugged and no transaction open); the offline test reboots it.
 """
 import base64
 import json
+import os
+import socket
+import threading
 import time
 
 import pytest
@@ -16,14 +19,19 @@ from ocpp.v16 import call
 
 from conftest import assert_clean_log
 from ocpp_cs import CentralSystem
-from simrun import ADMIN, Sim
+from simrun import ADMIN, Sim, free_port
 
 JSON = {"Content-Type": "application/json"}
 
 
-def set_params(sim, obj):
-    st, body, raw, _ = sim.request("cmd=set_params", ADMIN, json.dumps(obj).encode(), "POST", JSON)
-    assert st == 200, raw
+def set_params(sim, obj, tries=1):
+    """tries: at 8 EVSEs with OCPP on at 128k a request may be shed (503 out of memory): again."""
+    for _ in range(tries):
+        st, body, raw, _ = sim.request("cmd=set_params", ADMIN, json.dumps(obj).encode(), "POST", JSON)
+        if st != 503:
+            break
+        time.sleep(0.3)
+    assert st == 200, (raw, "".join(sim.fw_lines)[-2000:])
     return body
 
 
@@ -34,6 +42,15 @@ def regs(sim):
 
 def energy(sim):
     return sim.control(cmd="state")["evses"]["1"]["energy_wh"]
+
+
+def journal(sim):
+    """The OCPP journal on the controller's flash (ocpp.json: an entry a line), for assert messages."""
+    try:
+        with open(os.path.join(sim.flash, "ocpp.json")) as f:
+            return f.read()
+    except OSError as e:
+        return repr(e)
 
 
 def until(pred, timeout=10, step=0.1):
@@ -260,8 +277,6 @@ def test_reset_stops_the_transaction_and_boots_again(sim, cs):
     until(lambda: len(cs.messages("StopTransaction", m)) == 2)
 
 
-@pytest.mark.xfail(strict=False, reason="open (issue 16): in full-suite runs on a loaded machine the journal holds 3 "
-                   "entries instead of 2 after the offline unplug/plug (passes alone); being traced")
 def test_offline_journal_survives_a_killed_central_system_and_a_reboot(sim, cs):
     """Central system killed mid-transaction; the car leaves and comes back;
     the controller reboots with a transaction open: after the central system
@@ -270,6 +285,13 @@ def test_offline_journal_survives_a_killed_central_system_and_a_reboot(sim, cs):
     sim.control(cmd="plug", slave=1, car={})
     cs.wait("StartTransaction", since=m)
     tx = cs.next_tx
+    # The central system records a message before it answers: killed now, its
+    # answer could be lost, and the charge point would rightly send the Start
+    # again after reconnecting (one more journal entry: the flake "journal == 3").
+    # One CALL outstanding at a time: the charge point's next CALL (its status)
+    # says the Start's answer arrived.
+    i = [k for k, x in enumerate(cs.log) if x[1] == "StartTransaction"][-1]
+    cs.wait("StatusNotification", lambda p: p["connectorId"] == 1, since=i + 1)
     port = cs.port
     cs.stop()
     until(lambda: sim.get("cmd=sys_info", ADMIN)[1]["links"]["ocpp"]["state"] == "offline", timeout=30)
@@ -280,7 +302,8 @@ def test_offline_journal_survives_a_killed_central_system_and_a_reboot(sim, cs):
     sim.control(cmd="plug", slave=1, car={})
     time.sleep(3)  # charging goes on offline
     assert regs(sim) == (160, 1)
-    assert sim.get("cmd=sys_info", ADMIN)[1]["links"]["ocpp"]["journal"] == 2  # E(tx), S(new)
+    n = sim.get("cmd=sys_info", ADMIN)[1]["links"]["ocpp"]["journal"]
+    assert n == 2, (n, journal(sim), cs.log[m:])  # E(tx), S(new)
     # reboot (the same flash); the car is still plugged in
     flash = sim.flash
     sim.stop()
@@ -312,3 +335,176 @@ def test_offline_journal_survives_a_killed_central_system_and_a_reboot(sim, cs):
     finally:
         sim2.stop()
         assert_clean_log(sim2)
+
+
+# ---- 8 connectors: the central system down at boot, then slow (one firmware run) ----------------
+EIGHT = [1] + list(range(4, 11))  # the simulator's EVSE slave ids (meters: 2 grid, 3)
+# 38400 baud: at 9600 a cycle that reads all 8 EVSEs takes up to ~1.7 s of bus time (~190 ms an
+# EVSE), more than cycle_time 1000 with or without OCPP; at 38400 it fits, and what the cycle
+# interval shows is the firmware, not the bus
+BAUD8 = 38400
+
+
+@pytest.fixture(scope="module")
+def site8():
+    """8 Power Brain EVSEs, ocpp_url stored (a port nothing listens on), restarted
+    with that configuration: the controller boots with the central system down.
+    -> a dict: sim, port, cs (the central system once a test started it; stopped here)."""
+    port = free_port()
+    args = ["--evse-ids", ",".join(map(str, EIGHT))]
+    s = Sim(sim_args=args, heap="192k", baud=BAUD8)  # (configuring is not what this is about)
+    s.start()
+    try:
+        for i in EIGHT[1:]:
+            set_params(s, {"devices": [{"dev_type": "evse_powerbrain", "address": "rtu:%d" % i}]})
+        set_params(s, {"ocpp_url": "ws://127.0.0.1:%d/pb8" % port})
+        assert ocpp_link(s)["max_msg"] == 2048
+    finally:
+        s.stop()
+    assert_clean_log(s)
+    # 192k: neither test is about the heap (at 128k, 8 cars plugged and OCPP offline, sys_info
+    # answered 503 "out of memory" for 10 s on end: README "OCPP 1.6J", Heap)
+    s = Sim(sim_args=args, flash=s.flash, heap="192k", baud=BAUD8)
+    s.start()
+    site = {"sim": s, "port": port, "cs": None}
+    try:
+        yield site
+    finally:
+        if site["cs"] is not None:
+            site["cs"].stop()
+        s.stop()
+        assert_clean_log(s)
+
+
+class _Listener:
+    """A TCP port that takes connections and closes them at once, noting when."""
+
+    def __init__(self, port):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", port))
+        self.sock.listen(4)
+        self.times = []
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while True:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            self.times.append(time.time())
+            c.close()
+
+    def close(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        self.thread.join(5)
+
+
+SHED = []  # sys_info answers other than 200 at 8 EVSEs (the heap below the control task's reserve)
+
+
+def ocpp_link(sim):
+    """sys_info's links.ocpp; at 8 EVSEs with OCPP the heap is tight and a request
+    may be shed (503): asked again."""
+    for _ in range(50):
+        st, body = sim.get("cmd=sys_info", ADMIN)
+        if st == 200:
+            return body["links"]["ocpp"]
+        SHED.append((st, body))
+        time.sleep(0.2)
+    raise AssertionError(SHED[-3:])
+
+
+def test_central_system_down_at_boot(site8):
+    """Booted with ocpp_url set and nothing listening: the cars charge, the
+    controller keeps trying with back-off (2, 4, 8 ... 60 s), and once the
+    central system is there: BootNotification, then the journal."""
+    sim, port = site8["sim"], site8["port"]
+    t_boot = time.time()
+    for i in EIGHT:
+        sim.control(cmd="plug", slave=i, car={"phases": 7, "max_ma": 16000})
+    st = until(lambda: (lambda x: x if x["last_error"] else None)(ocpp_link(sim)), timeout=5)
+    assert st["state"] in ("offline", "connecting") and st["connects"] == 0
+    assert st["last_error"].startswith("ocpp: connect: "), st  # refused
+    # still trying, with back-off: the next attempts on a port that takes and drops the connection
+    ln = _Listener(port)
+    try:
+        # charging goes on: the first car charges on the wire (the balancer shares the fuse among the rest)
+        until(lambda: regs(sim)[1] == 1 and regs(sim)[0] >= 60, timeout=15)
+        until(lambda: sim.control(cmd="state")["evses"]["1"]["current_ma"][0] > 0)
+        until(lambda: ocpp_link(sim)["journal"] == 8)  # a StartTransaction per connector, waiting
+        until(lambda: len(ln.times) >= 2, timeout=20)
+    finally:
+        ln.close()
+    gap = ln.times[1] - ln.times[0]
+    assert 3.0 < gap < 9.5, (gap, ln.times[0] - t_boot)  # 4 or 8 s: doubled from 2 s
+    assert ocpp_link(sim)["state"] == "offline"
+    # the central system comes up: the next attempt (twice the gap later at most) connects
+    cs = site8["cs"] = CentralSystem(port=port, interval=300).start()
+    b = cs.wait("BootNotification", timeout=2 * gap + 5)
+    assert b["chargePointVendor"] == "pbctl"
+    until(lambda: len(cs.messages("StartTransaction")) == 8, timeout=15)
+    acts = [a for _, a, _ in cs.log]
+    assert acts[:9] == ["BootNotification"] + ["StartTransaction"] * 8, acts
+    assert [p["connectorId"] for p in (x[2] for x in cs.log[1:9])] == list(range(1, 9))
+    st = until(lambda: (lambda x: x if x["state"] == "connected" else None)(ocpp_link(sim)))
+    assert st["connects"] == 1 and st["journal"] == 8  # 8 open transactions ("O")
+    cs.wait("StatusNotification", lambda p: p["connectorId"] == 8)
+
+
+def pct(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, len(xs) * p // 100)]
+
+
+def cycle_starts(items):
+    """The times (ms) the control cycles began: a cycle reads the grid meter (slave 2)
+    first; its reads more than 300 ms after the last one open a cycle."""
+    t = [i["t_ms"] for i in items if i["slave"] == 2 and i["fn"] in (3, 4)]
+    return [x for k, x in enumerate(t) if k == 0 or x - t[k - 1] > 300]
+
+
+def test_a_slow_central_system_never_delays_the_control_loop(site8):
+    """Every CALL answered 3 s late while 8 connectors send MeterValues every 2 s:
+    the control cycle keeps its interval (cycle_time 1000 ms: p99 within +10 %),
+    get_dev_info stays fast."""
+    sim, cs = site8["sim"], site8["cs"]
+    assert cs is not None, "needs test_central_system_down_at_boot"
+    assert cs.call(call.ChangeConfiguration(key="MeterValueSampleInterval", value="2")).status == "Accepted"
+    windows = {}
+    for delay in (0, 3):  # a fast central system (the baseline), then a slow one
+        cs.delay = delay
+        time.sleep(delay + 1)
+        m = cs.mark()
+        seq = sim.control(cmd="requests", since=0, slave=255)["next"]
+        lat = []
+        end = time.time() + (6 if delay == 0 else 16)
+        while time.time() < end:
+            t0 = time.time()
+            st, body = sim.get("cmd=get_dev_info", ADMIN)
+            lat.append(time.time() - t0)
+            assert st == 200, body
+            time.sleep(0.2)
+        r = sim.control(cmd="requests", since=seq)
+        assert r["first"] <= seq, "request log overran"
+        c = cycle_starts(r["items"])
+        iv = [b - a for a, b in zip(c, c[1:])]
+        windows[delay] = {"cycle_p50": pct(iv, 50), "cycle_p99": pct(iv, 99), "cycles": len(iv),
+                          "dev_info_p50_ms": int(pct(lat, 50) * 1000), "dev_info_max_ms": int(max(lat) * 1000),
+                          "meter_values": len(cs.messages("MeterValues", m))}
+    print("slow central system:", windows)
+    fast, slow = windows[0], windows[3]
+    assert slow["cycles"] >= 12, windows
+    assert 950 <= slow["cycle_p50"] <= 1050 and slow["cycle_p99"] <= 1100, windows
+    assert slow["dev_info_p50_ms"] <= 300 and slow["dev_info_max_ms"] <= 1500, windows
+    # the link was slow, not broken: MeterValues came (one every 3 s), none timed out
+    assert 3 <= slow["meter_values"] <= 7 and fast["meter_values"] >= 8, windows
+    st = ocpp_link(sim)
+    assert st["state"] == "connected" and st["timeouts"] == 0 and st["connects"] == 1, st
+    cs.delay = 0

@@ -179,7 +179,7 @@ async def sys_info(app, req):
     import sys
 
     gc.collect()
-    return {
+    r = {
         "mem_free": gc.mem_free(),
         "mem_alloc": gc.mem_alloc(),
         "uptime": time.ticks_diff(time.ticks_ms(), app.boot_ms) // 1000,
@@ -198,6 +198,9 @@ async def sys_info(app, req):
         "wifi": app.net.status() if app.net else None,
         "update": _update(app),
     }
+    for k, v in app.link_errors.items():  # switched on, could not start (no heap)
+        r["links"][k] = {"state": "failed", "last_error": v}
+    return r
 
 
 def _update(app):

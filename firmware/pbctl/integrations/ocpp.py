@@ -8,8 +8,10 @@ charging profiles as tuples. Incoming calls and the profile arithmetic are in
 `ocpp_calls.py`, loaded per call (and per schedule change) and dropped.
 
 Heap. The WebSocket buffers (2.2 KB receive, 256 B send) are the largest
-blocks: they are allocated first thing in start(), after a collection, and
-kept over reconnects (a busy heap later has no 2 KB hole).
+blocks: reserved at boot (pbctl.main) or, switched on while running, by
+app.links_changed before this module loads (a smaller receive buffer when the
+heap has no 2188-byte hole: max_msg in the status); start() allocates them
+itself only when neither did; kept over reconnects.
 
 Two tasks:
 - `_local()`, every second, online or offline: follows each connector (plug,
@@ -87,7 +89,7 @@ def start(app, s):
         try:
             bufs = buffers()
         except MemoryError:
-            raise MemoryError("no %d-byte block for the OCPP buffers: restart the controller" % (_RX + 140))
+            raise MemoryError("no block for the OCPP buffers: restart the controller")
     c = ws.Client(max_msg=_RX, timeout_ms=10000, ping_ms=60000, tx_size=_TX, bufs=bufs)
     cp = ChargePoint(app, s[0], s[1], c)
     cp.tasks = (asyncio.create_task(cp._local()), asyncio.create_task(cp._link()))
@@ -137,7 +139,7 @@ class ChargePoint:
     def status(self):
         r = self.rpc
         return {"state": self.state, "url": self.url, "last_error": self.last_error or self.rpc.last_error,
-                "connects": self.connects, "journal": len(self.q), "lost": self.lost, "sent": r.calls,
+                "max_msg": self.ws.max_msg, "connects": self.connects, "journal": len(self.q), "lost": self.lost, "sent": r.calls,
                 "received": r.calls_in, "timeouts": r.timeouts, "bad": r.bad}
 
     def stop(self):

@@ -247,6 +247,7 @@ async function poll() {
 // the integrations' state (sys_info links: Modbus TCP, OCPP, MQTT), every 10 s with the polling
 let linksAt = 0;
 function linkText(n, x) {
+  if (x.state === "failed") return [false, "not running · " + x.last_error];  // switched on, could not start
   if (n === "mbtcp") return [!x.error, x.error ? "not listening · " + x.error : "port " + x.port + ", " + x.clients + " clients"];
   if (n === "ocpp") return [x.state === "connected", x.state + (x.last_error ? " · " + x.last_error : "") + " · " + x.journal + " queued"];
   const counts = ["sent", "dropped", "reconnects", "bad"].filter(k => k in x).map(k => k + " " + x[k]).join(", ");
