@@ -651,9 +651,12 @@ def restore(site, items, max_evses, commit=False):
     """A backup (api/backup.py: its items one at a time — the head, then a
     {"device": {...}} a device, then a {"user": {...}} a user) validated
     completely: ConfigError naming the field, nothing kept. commit: also build
-    the Change (the devices; their runtime state fresh) and return it with
+    the Change and return it with
     the users' count; without, nothing but a few ids stays in RAM. Secrets
-    masked in the backup ("***", api/backup.py) keep this controller's."""
+    masked in the backup ("***", api/backup.py) keep this controller's.
+    A device that is the same box as one configured now (dev_id, dev_type,
+    address and slave id) keeps its object and runtime state (a car charging
+    there keeps its session), as set_params does; any other starts fresh."""
     import time
 
     head = next(items, None)
@@ -698,6 +701,7 @@ def restore(site, items, max_evses, commit=False):
     ids = []  # dev_ids, meters' with a "*"
     attach = []
     devs = []
+    cfgs = []
     nusers = 0
     uids = []
     rfids = []  # (the RFIDs of every user: 32 x 8 short strings at most)
@@ -710,7 +714,13 @@ def restore(site, items, max_evses, commit=False):
                 raise ConfigError("bad value: device")
             d = _restored_device(obj, ids, attach, max_evses, devs)
             if commit:
-                devs.append(devices.new_device(d[0], d[1], d[2], time.ticks_ms()))
+                x = site.device(d[1])
+                if x is not None and x.dev_type == d[0] and x.cfg.get("address") == d[2].get(
+                        "address") and x.cfg.get("id") == d[2].get("id"):
+                    cfgs.append((x, d[2]))  # the same box: its object and runtime state stay (as set_params)
+                    devs.append(x)
+                else:
+                    devs.append(devices.new_device(d[0], d[1], d[2], time.ticks_ms()))
             continue
         obj = x.get("user")
         if obj is None:
@@ -732,6 +742,7 @@ def restore(site, items, max_evses, commit=False):
             raise ConfigError("bad value: attach")
     if commit:
         ch.devices = devs
+        ch.cfgs = cfgs
         return ch, nusers
     return None
 

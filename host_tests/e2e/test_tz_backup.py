@@ -169,8 +169,13 @@ def test_backup_round_trip_onto_a_fresh_flash_and_broken_restores_change_nothing
         assert params_b == params_a
         # the same controller keeps the password "***" stands for
         assert set_params(b, {"ocpp_password": "other"}, ADMIN2) == (200, "ok")
+        # and a device that is the same box keeps its runtime state (here E1's override)
+        assert b.get("cmd=override_device&dev_id=E1&mamps=7000", ADMIN2) == (200, "ok")
+        wait_for(lambda: e1(b).get("ov_cur") == 7000, 5, "the override in force")
         assert set_config(b, ADMIN2, raw) == (200, "ok")
         assert b.get("cmd=get_params", ADMIN2)[1]["ocpp_password_set"] is True
+        assert e1(b).get("ov_cur") == 7000
+        assert b.get("cmd=override_device&dev_id=E1&mamps=0", ADMIN2) == (200, "ok")
 
         good = get_config(b, ADMIN2)
         text = raw.decode()
