@@ -128,6 +128,7 @@ def _text(d, off, n):
 
 class Device:
     is_evse = False
+    psw = 0  # (an Evse's phase switching sequence, control.py; a meter has none)
 
     def __init__(self, dev_type, dev_id, cfg, now):
         self.dev_type = dev_type
