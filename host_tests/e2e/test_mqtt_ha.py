@@ -313,7 +313,8 @@ def test_broker_killed_and_restarted_while_charging(env):
     finally:
         sub2.close()
     # the control loop never noticed: same cycle interval (ms between the polls of the EVSE's state)
-    assert len(base) >= 3 and len(during) >= 4, (base, during)
+    # (at least 3 intervals each: the broker can be back ~4 s after the kill)
+    assert len(base) >= 3 and len(during) >= 3, (base, during)
     assert max(during) <= max(base) + 200, (base, during)
     assert sum(during) / len(during) <= sum(base) / len(base) + 50, (base, during)
     m1 = mem_free(s)
