@@ -23,6 +23,7 @@ async def main(board):
 
     from pbctl.api import cnf
 
+    asyncio.get_event_loop().set_exception_handler(_ended)
     # every on-demand module once, first: their names are interned for good
     # while the heap is empty (qstr pools grow by doubling and need one
     # contiguous block); the holes their code leaves are filled by the
@@ -50,6 +51,15 @@ async def main(board):
     print("pbctl: serving http://%s:%d/cnf (heap free %d)" % (board.HTTP_HOST, board.HTTP_PORT, gc.mem_free()))
     while True:
         await asyncio.sleep(3600)
+
+
+def _ended(loop, ctx):
+    # a task nobody awaits ended with an exception. MemoryError: the inner
+    # task of asyncio.wait_for_ms whose runner task found no room (its
+    # connection ended with that MemoryError already: no bug, as in httpd);
+    # anything else is printed as asyncio does
+    if not isinstance(ctx.get("exception"), MemoryError):
+        loop.default_exception_handler(loop, ctx)
 
 
 def _reserve(board):
