@@ -41,7 +41,6 @@ _ENERGY = const(8058)  # energy q, power d, current_l1..l3 d: 12 registers
 _METER_TYPE = const(8112)  # meter_type, features (EVSEs, first poll only)
 _CP_STATE = const(8092)  # cp_state, charging_cur_limit, charging_enable
 _RELAY = const(8087)  # relay_select: 0 three phases, 1 one phase (volatile)
-_RELAY_EVERY = const(5)  # polls between two read-backs of the relay (outside a switching sequence)
 _OFFLINE = const(6)
 # EVSE state (API.md §2) from cp_state: 0→1, 1→2, 2→3, 3→4, 4/5→5
 _STATES = b"\x01\x02\x03\x04\x05\x05"
@@ -186,16 +185,8 @@ class Device:
                                                    _word(d, 10), _text(d, 16, 16))
             self.static = st
         if self.is_evse:
-            if self.features & 0x100:
-                # the relay, read back (a reset box is on three again): during a
-                # switching sequence every poll, else every _RELAY_EVERY-th (a
-                # transaction an EVSE a cycle: with 8 EVSEs at 9600 baud the bus
-                # had no time left for anyone else); a wrong belief meanwhile is
-                # held inside the fuse by the grid meter's readings
-                self.relay_due -= 1
-                if self.psw or self.relay_due <= 0:
-                    self.relay = _word(await bus.read(s, _RELAY, 1, True), 0)
-                    self.relay_due = _RELAY_EVERY
+            if self.features & 0x100:  # the relay, read back (a reset box is on three again)
+                self.relay = _word(await bus.read(s, _RELAY, 1, True), 0)
             d = await bus.read(s, _CP_STATE, 3, True)
             cp = self.cp = _word(d, 0)
             self.dev_limit = _word(d, 2) * 100
@@ -272,7 +263,6 @@ class Evse(Device):
         # 2 relay_select written at psw_ms)
         self.features = 0
         self.relay = 0
-        self.relay_due = 0  # polls until the relay is read back again
         self.phase_wish = 0  # 0 none, 1 or 3 phases (Modbus TCP's 8087; phase switching honours it)
         self.psw = 0
         self.psw_ms = now
