@@ -615,6 +615,12 @@ class Control:
         """Write the limits of this pass's decision that differ from what the
         boxes report (volatile registers only).
 
+        Two rounds: every cut first (a lower limit, charging_enable 0, a
+        disconnect, a phase switching step), then the raises — and no raise
+        while a cut of this pass failed: the box that kept its higher limit may
+        draw it, and a raise elsewhere would put the written limits above the
+        fuse until the next pass (the fault storm saw that, 0.2–0.3 s).
+
         lower_only (the fast overload path): its EVSE currents are a cycle old,
         so it may only cut; raises wait for the full cycle's fresh readings."""
         if not self.site.params["lb_enabled"]:
@@ -623,41 +629,44 @@ class Control:
         slot = self.slot
         want = self._want
         w1p = self.lb.want_1p
-        for i in range(len(slot)):
-            e = slot[i]
-            if e is None or not e.rtu:
-                continue
-            if e.psw or (w1p[i] != e.relay and e.features & 0x100 and e.state != _OFFLINE):
-                if not lower_only:
-                    try:
-                        await self._phase_step(e, w1p[i])
-                    except rtu.ModbusError:
-                        pass  # counted; the next pass tries again
-                continue
-            if e.state == _OFFLINE:
-                continue
-            reg = want[i] // 100
-            if lower_only and e.dev_limit >= 0 and reg * 100 >= e.dev_limit:
-                continue
-            en = 1 if reg else 0
-            s = e.slave()
-            try:
-                if e.disconnect and not lower_only:  # (a request: written once, whatever answers)
-                    n = e.disconnect
-                    e.disconnect = 0
-                    await bus.write1(s, _DISCONNECT_CP, n, True)
-                    self.writes += 1
-                if e.dev_limit != reg * 100:
-                    await bus.write1(s, _CUR_LIMIT, reg, True)
-                    e.dev_limit = reg * 100
-                    self.writes += 1
-                if e.dev_enable != en:
-                    await bus.write1(s, _ENABLE, en, True)
-                    e.dev_enable = en
-                    self.writes += 1
-            except rtu.ModbusError:
-                pass  # counted; the next cycle compares again
-
+        ok = True  # every cut of this pass went through
+        for up in (False, True):
+            if up and (lower_only or not ok):
+                return
+            for i in range(len(slot)):
+                e = slot[i]
+                if e is None or not e.rtu:
+                    continue
+                if e.psw or (w1p[i] != e.relay and e.features & 0x100 and e.state != _OFFLINE):
+                    if not lower_only and not up:
+                        try:
+                            await self._phase_step(e, w1p[i])
+                        except rtu.ModbusError:
+                            ok = False  # counted; the next pass tries again
+                    continue
+                if e.state == _OFFLINE:
+                    continue
+                lim = want[i] // 100 * 100
+                en = 1 if lim else 0
+                s = e.slave()
+                try:
+                    if e.disconnect and not up and not lower_only:  # (a request: written once, whatever answers)
+                        n = e.disconnect
+                        e.disconnect = 0
+                        await bus.write1(s, _DISCONNECT_CP, n, True)
+                        self.writes += 1
+                    # (a register not read yet, -1, is written with the cuts: what the box has is unknown)
+                    if e.dev_limit != lim and (0 <= e.dev_limit < lim) == up:
+                        await bus.write1(s, _CUR_LIMIT, lim // 100, True)
+                        e.dev_limit = lim
+                        self.writes += 1
+                    if e.dev_enable != en and (0 <= e.dev_enable < en) == up:
+                        await bus.write1(s, _ENABLE, en, True)
+                        e.dev_enable = en
+                        self.writes += 1
+                except rtu.ModbusError:  # counted; the next pass compares again
+                    if not up:
+                        ok = False
 
     async def _phase_step(self, e, one):
         """The phase switching sequence (INTEGRATIONS.md §5), a step per pass:
