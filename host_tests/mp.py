@@ -5,7 +5,7 @@ import os
 import socket
 import subprocess
 
-from simrun import ROOT, heap_bytes, micropython_bin, micropython_env  # noqa: F401
+from simrun import ROOT, free_base, heap_bytes, micropython_bin, micropython_env  # noqa: F401
 
 HEAP = "96k"  # the unit suites run on an ESP32-sized heap
 SCRIPTS = os.path.join(ROOT, "host_tests", "mpy", "scripts")
@@ -57,29 +57,6 @@ def free_ports(n=1):
 
 def free_port():
     return free_ports()[0]
-
-
-def free_base(n=3):
-    """A port p with p .. p+n-1 all free on the loopback (the Modbus TCP
-    gateway listens on base, base+1, base+2)."""
-    import random
-
-    rnd = random.Random()
-    for _ in range(100):
-        base = rnd.randrange(20000, 60000)
-        socks = []
-        try:
-            for k in range(n):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + k))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no %d consecutive free ports" % n)
 
 
 def read_all(c):

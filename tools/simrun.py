@@ -56,6 +56,44 @@ def micropython_env(*extra_dirs, board="HOST"):
     return env
 
 
+def free_base(n=3):
+    """A port p with p .. p+n-1 all free on the loopback (the Modbus TCP
+    gateway listens on base, base+1, base+2)."""
+    import random
+
+    rnd = random.Random()
+    for _ in range(100):
+        base = rnd.randrange(20000, 60000)
+        socks = []
+        try:
+            for k in range(n):
+                s = socket.socket()
+                socks.append(s)
+                s.bind(("127.0.0.1", base + k))
+            return base
+        except OSError:
+            continue
+        finally:
+            for s in socks:
+                s.close()
+    raise RuntimeError("no %d consecutive free ports" % n)
+
+
+
+
+def wait_for(fn, timeout=20, what="condition", step=0.2):
+    """fn()'s first true value, looked at every step seconds; AssertionError
+    naming what after timeout seconds (the tests' and tools' one wait)."""
+    end = time.time() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.time() > end:
+            raise AssertionError("%s: not within %ss" % (what, timeout))
+        time.sleep(step)
+
+
 def free_port():
     s = socket.socket()
     s.bind(("127.0.0.1", 0))

@@ -57,6 +57,12 @@ MODBUS_ERRORS = {(503, "modbus timeout"), (502, "modbus crc error"), (502, "modb
                  (502, "modbus truncated reply"), (502, "modbus exception 4: server device failure")}
 
 
+def wait_for(fn, timeout, what):
+    from simrun import wait_for
+
+    return wait_for(fn, timeout, what)
+
+
 def new_sim(**kw):
     """The site's firmware and simulator. The bus timeout is 200 ms (the HOST
     board's default is 100): a reply that a loaded host delays past the timeout
@@ -80,17 +86,6 @@ def devices(sim):
     st, obj = sim.get("cmd=get_dev_info")
     assert st == 200, obj
     return {d["dev_id"]: d for d in obj["devices"]}
-
-
-def wait_for(fn, timeout, what):
-    end = time.time() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.time() > end:
-            raise AssertionError("%s: not within %ss" % (what, timeout))
-        time.sleep(0.2)
 
 
 def setup_site(sim):

@@ -16,7 +16,7 @@ import time
 import pytest
 from conftest import assert_clean_log
 
-from simrun import ADMIN, Sim
+from simrun import ADMIN, Sim, wait_for
 
 JSON = {"Content-Type": "application/json"}
 CYCLE_MS = 1000  # the factory cycle_time
@@ -64,17 +64,6 @@ def info(s):
 def evses(s):
     """dev_id -> get_dev_info entry of the two wallboxes."""
     return {d["dev_id"]: d for d in info(s)["devices"] if d["dev_id"] in SLAVES}
-
-
-def wait_for(fn, timeout, what):
-    end = time.time() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.time() > end:
-            raise AssertionError("%s: not within %ss" % (what, timeout))
-        time.sleep(PERIOD)
 
 
 def mark(s):

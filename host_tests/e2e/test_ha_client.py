@@ -27,7 +27,7 @@ import zlib
 import pytest
 
 from conftest import assert_clean_log, running
-from simrun import ADMIN, Sim
+from simrun import ADMIN, Sim, wait_for
 
 JSON = {"Content-Type": "application/json"}
 LIMIT, ENABLE = 8093, 8094  # EVSE registers (REGISTERS.md): 0.1 A, 0/1
@@ -229,17 +229,6 @@ def entities(setup, attrs):
 def set_params(sim, body):
     st, obj, _, _ = sim.request("cmd=set_params", ADMIN, json.dumps(body).encode(), "POST", JSON)
     assert (st, obj) == (200, "ok"), body
-
-
-def wait_for(fn, timeout=15, what="condition"):
-    end = time.time() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.time() > end:
-            raise AssertionError("%s: not within %ss" % (what, timeout))
-        time.sleep(0.2)
 
 
 def dev(ha, dev_id):

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from simrun import ADMIN
+from simrun import ADMIN, wait_for
 
 JSON = {"Content-Type": "application/json"}
 
@@ -47,16 +47,6 @@ def info(sim):
 
 def dev(sim, dev_id):
     return {d["dev_id"]: d for d in info(sim)["devices"]}[dev_id]
-
-
-def wait_for(fn, timeout=20, step=0.2):
-    t = time.time() + timeout
-    while time.time() < t:
-        v = fn()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError("condition not met in %ss" % timeout)
 
 
 def test_factory_configuration_shape(sim):

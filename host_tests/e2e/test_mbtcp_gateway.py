@@ -18,7 +18,7 @@ from pymodbus.client import ModbusTcpClient
 
 from conftest import assert_clean_log
 from mp import free_base
-from simrun import ADMIN, Sim
+from simrun import ADMIN, Sim, wait_for
 
 JSON = {"Content-Type": "application/json"}
 MAX = 32000
@@ -30,16 +30,6 @@ POLLED = {(3, 8058, 12), (3, 8092, 3), (3, 8087, 1)}  # (8087: the relay, read b
 def set_params(s, body):
     st, obj = s.request("cmd=set_params", ADMIN, json.dumps(body).encode(), "POST", JSON)[:2]
     assert (st, obj) == (200, "ok"), (body, obj)
-
-
-def wait_for(fn, timeout, what):
-    end = time.time() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        assert time.time() < end, "%s: not within %ss" % (what, timeout)
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="module")

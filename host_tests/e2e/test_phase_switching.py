@@ -22,7 +22,7 @@ import time
 import pytest
 from conftest import assert_clean_log
 
-from simrun import ADMIN, Sim
+from simrun import ADMIN, Sim, wait_for
 
 JSON = {"Content-Type": "application/json"}
 E1, E2, GRID = 1, 4, 2
@@ -42,17 +42,6 @@ def evse(s, dev_id):
     st, obj = s.get("cmd=get_dev_info")
     assert st == 200
     return [d for d in obj["devices"] if d["dev_id"] == dev_id][0]
-
-
-def wait_for(fn, timeout, what):
-    end = time.time() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.time() > end:
-            raise AssertionError("%s: not within %ss" % (what, timeout))
-        time.sleep(0.2)
 
 
 def writes(s, since, slave):

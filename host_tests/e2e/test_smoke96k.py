@@ -14,7 +14,7 @@ import time
 import pytest
 
 from conftest import running
-from simrun import ADMIN
+from simrun import ADMIN, wait_for
 
 JSON = {"Content-Type": "application/json"}
 
@@ -27,16 +27,6 @@ def sim96():
 def post(sim, query, body):
     st, obj, _, _ = sim.request(query, ADMIN, json.dumps(body).encode(), "POST", JSON)
     return st, obj
-
-
-def wait_for(fn, timeout, what):
-    end = time.time() + timeout
-    while time.time() < end:
-        v = fn()
-        if v:
-            return v
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting for " + what)
 
 
 def test_boots_and_serves_at_96k(sim96):

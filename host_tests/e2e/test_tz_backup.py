@@ -11,7 +11,7 @@ import calendar
 import json
 import time
 
-from simrun import ADMIN, Sim
+from simrun import ADMIN, Sim, wait_for
 
 JSON = {"Content-Type": "application/json"}
 EU = "CET-1CEST,M3.5.0,M10.5.0/3"
@@ -19,16 +19,6 @@ EU = "CET-1CEST,M3.5.0,M10.5.0/3"
 
 def set_params(s, body, auth=ADMIN):
     return s.request("cmd=set_params", auth, json.dumps(body).encode(), "POST", JSON)[:2]
-
-
-def wait_for(fn, timeout, what):
-    end = time.time() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        assert time.time() < end, "%s: not within %ss" % (what, timeout)
-        time.sleep(0.2)
 
 
 def e1(s):

@@ -18,7 +18,6 @@ the simulator, with 8 Power Brain wallboxes charging (cycle_time 1000 ms).
 import argparse
 import json
 import os
-import random
 import socket
 import struct
 import sys
@@ -27,30 +26,11 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
-from simrun import ADMIN, Sim  # noqa: E402
+from simrun import ADMIN, Sim, free_base  # noqa: E402
 
 READS = [(8092, 1), (8094, 1), (8062, 2), (8058, 4), (8064, 6)]
 POLLED = {(8058, 12), (8092, 3)}  # the control loop's own reads every cycle
 JSON = {"Content-Type": "application/json"}
-
-
-def free_base():
-    rnd = random.Random()
-    for _ in range(100):
-        base = rnd.randrange(20000, 60000)
-        socks = []
-        try:
-            for k in range(3):
-                s = socket.socket()
-                socks.append(s)
-                s.bind(("127.0.0.1", base + k))
-            return base
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-    raise RuntimeError("no free ports")
 
 
 class Client:
