@@ -250,7 +250,8 @@ def test_configuration_trigger_and_unknown_actions(sim, cs):
     # an action the charge point does not know; malformed frames
     assert cs.raw('[2,"u1","FooBar",{}]', "u1") == [4, "u1", "NotSupported", "FooBar", {}]
     assert cs.raw('[2,"u2","Reset",{"type":"Warm"}]', "u2")[:3] == [4, "u2", "PropertyConstraintViolation"]
-    assert cs.raw('[2,"u3","Reset",{}]', "u3")[:3] == [4, "u3", "OccurenceConstraintViolation"]
+    r = cs.raw('[2,"u3","Reset",{}]', "u3")[:3]
+    assert r == [4, "u3", "OccurenceConstraintViolation"], (r, sim.get("cmd=sys_info", ADMIN)[1].get("links"))
     assert cs.raw('[2,"u4","Reset",{"type":', "u4")[:3] == [4, "u4", "FormationViolation"]
     with pytest.raises(OCPPError):
         cs.call(call.UnlockConnector(connector_id=1))

@@ -555,6 +555,18 @@ class ChargePoint:
     # ---- the central system's calls --------------------------------------------------
     async def _handle(self, action, payload):
         try:
-            return await self.calls().handle(self, action, payload)
+            for k in range(3):
+                # loading the module is the call's largest need and changes nothing: a heap
+                # that has no room for it now (an HTTP request holding its own module) may
+                # have in a moment; only then is the answer InternalError
+                try:
+                    h = self.calls().handle
+                    break
+                except MemoryError:
+                    self.drop_calls()
+                    if k == 2:
+                        raise
+                    await asyncio.sleep_ms(30)
+            return await h(self, action, payload)
         finally:
             self.drop_calls()
