@@ -282,6 +282,8 @@ def test_soft_meter_of_an_evse_without_meter(sim):
     assert wh < 1100
     assert dev(sim, "E3")["total_energy"] >= 1003
     assert sim.get("cmd=soft_meter&dev_id=E3&val=x", ADMIN) == (400, "bad value: val")
+    # at most the field table's bound of soft_meter (what a backup of it restores)
+    assert sim.get("cmd=soft_meter&dev_id=E3&val=100000001", ADMIN) == (400, "bad value: val")
     assert sim.get("cmd=soft_meter&dev_id=M1") == (404, "unknown device")
     assert sim.get("cmd=del_device&dev_id=E3", ADMIN) == (200, "ok")
 

@@ -448,3 +448,13 @@ def test_start_window_holds_restart_while_load_cycles():
         cyc(b, t)
         t += 1000
     assert b.limit[0] > 0 and b.limit[1] > 0  # back after the window without load
+
+
+def test_a_session_energy_beyond_31_bits_is_held_at_the_slot_limit():
+    # energy_wh from a box's 64-bit counter (or an HTTP EVSE's reading) may
+    # not fit the slot's 32-bit field: held at its largest, never an
+    # OverflowError in the control cycle (a fuzzed soft_meter found it)
+    b = mk(1, 20000)
+    car(b, 0, e=1 << 40)
+    cyc(b, 0)
+    assert list(b.limit) == [16000]

@@ -474,7 +474,7 @@ class Balancer:
         w[_S_PRIO] = 0 if p < 0 else (p if p < 0xFFFFF else 0xFFFFF)
         w[_S_PMIN] = t
         w[_S_MAMPS] = m
-        w[_S_E] = e
+        w[_S_E] = e if e < 0x7FFFFFFF else 0x7FFFFFFF  # (Wh from a box's 64-bit counter: the slot holds 31 bits)
         if state != 6:  # offline: keep the last currents read (its share is held)
             w[_S_C] = x if x > 0 else 0
             w[_S_C + 1] = y if y > 0 else 0

@@ -109,7 +109,7 @@ async def soft_meter(app, req):
     old = evse.soft_wh  # the estimate (what val sets; integrated for EVSEs without a meter)
     if "val" in q:
         admin(app, req)
-        wh = int_param(q, "val", 0, 1 << 40)
+        wh = int_param(q, "val", 0, 100000000)  # (the field table's bound of soft_meter: a backup of it restores)
         async with app.lock:  # (it changes the configuration's soft_meter)
             await app.control.settle(app.control.energy(evse.dev_id, wh))
     return old
