@@ -5,7 +5,7 @@ import os
 import socket
 import subprocess
 
-from simrun import ROOT, free_base, heap_bytes, micropython_bin, micropython_env  # noqa: F401
+from simrun import ROOT, free_base, heap_bytes, read_all, micropython_bin, micropython_env  # noqa: F401
 
 HEAP = "96k"  # the unit suites run on an ESP32-sized heap
 SCRIPTS = os.path.join(ROOT, "host_tests", "mpy", "scripts")
@@ -57,17 +57,3 @@ def free_ports(n=1):
 
 def free_port():
     return free_ports()[0]
-
-
-def read_all(c):
-    """Everything a peer sends until it closes (or resets) the connection."""
-    chunks = []
-    while True:
-        try:
-            b = c.recv(65536)
-        except ConnectionResetError:
-            break
-        if not b:
-            break
-        chunks.append(b)
-    return b"".join(chunks)

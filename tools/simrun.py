@@ -81,6 +81,20 @@ def free_base(n=3):
 
 
 
+def read_all(c):
+    """Everything a peer sends until it closes (or resets) the connection."""
+    chunks = []
+    while True:
+        try:
+            b = c.recv(65536)
+        except ConnectionResetError:
+            break
+        if not b:
+            break
+        chunks.append(b)
+    return b"".join(chunks)
+
+
 def wait_for(fn, timeout=20, what="condition", step=0.2):
     """fn()'s first true value, looked at every step seconds; AssertionError
     naming what after timeout seconds (the tests' and tools' one wait)."""

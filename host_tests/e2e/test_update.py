@@ -26,7 +26,7 @@ import pytest
 
 import bundle
 import mpybuild
-from simrun import ADMIN, ROOT, Sim
+from simrun import ADMIN, ROOT, Sim, read_all
 
 OCTETS = {"Content-Type": "application/octet-stream"}
 
@@ -50,12 +50,7 @@ def raw_post(sim, query, head_extra, body, shut=False, timeout=10):
                    % (query, head_extra)).encode() + body)
         if shut:
             c.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            k = c.recv(65536)
-            if not k:
-                break
-            data += k
+        data = read_all(c)
     finally:
         c.close()
     head, _, b = data.partition(b"\r\n\r\n")
@@ -95,12 +90,7 @@ def test_upload_while_charging_then_boot_and_confirm(tmp_path, new_bundle):
             c.sendall(new_bundle[i : i + step])
             currents.append(s.control(cmd="state")["evses"]["1"]["current_ma"])
             time.sleep(0.1)
-        data = b""
-        while True:
-            k = c.recv(65536)
-            if not k:
-                break
-            data += k
+        data = read_all(c)
         c.close()
         took = time.time() - t0
         assert data.split(b"\r\n")[0] == b"HTTP/1.1 200 OK", data

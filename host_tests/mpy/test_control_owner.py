@@ -17,13 +17,19 @@ SCRIPT = os.path.join(ROOT, "host_tests", "mpy", "scripts", "control_owner.py")
 CUTS = os.path.join(ROOT, "host_tests", "mpy", "scripts", "control_cuts_first.py")
 
 
-def test_a_write_pass_never_mixes_two_decisions():
+def run(script):
+    """The script under MicroPython on the .mpy build; its output, which starts with "OK "."""
     out = mpybuild.build(os.path.join(ROOT, "build", "host"), "HOST")
     env = dict(os.environ, MICROPYPATH=out + ":.frozen", PBCTL_TTY="/dev/null")
-    r = subprocess.run([micropython_bin(), "-X", "heapsize=128k", SCRIPT], capture_output=True, text=True,
+    r = subprocess.run([micropython_bin(), "-X", "heapsize=128k", script], capture_output=True, text=True,
                        env=env, cwd=ROOT, timeout=60)
     out = r.stdout + r.stderr
     assert r.returncode == 0 and out.startswith("OK "), out
+    return out
+
+
+def test_a_write_pass_never_mixes_two_decisions():
+    out = run(SCRIPT)
     passes, writes = map(int, out.split()[1:3])
     assert passes >= 13 and writes >= 12, out
 
@@ -32,9 +38,4 @@ def test_a_write_pass_cuts_first_and_raises_nothing_while_a_cut_failed():
     """host_tests/mpy/scripts/control_cuts_first.py: the boxes' limits never
     add up to more than the fuse, whatever write fails (the fault storm of
     tools/soak.py saw that for 0.2-0.3 s when the writes went in slot order)."""
-    out = mpybuild.build(os.path.join(ROOT, "build", "host"), "HOST")
-    env = dict(os.environ, MICROPYPATH=out + ":.frozen", PBCTL_TTY="/dev/null")
-    r = subprocess.run([micropython_bin(), "-X", "heapsize=128k", CUTS], capture_output=True, text=True,
-                       env=env, cwd=ROOT, timeout=60)
-    out = r.stdout + r.stderr
-    assert r.returncode == 0 and out.startswith("OK "), out
+    run(CUTS)

@@ -16,7 +16,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 import bundle  # noqa: E402
-from simrun import ADMIN, Sim  # noqa: E402
+from simrun import ADMIN, Sim, read_all  # noqa: E402
 
 AUTH = "Authorization: Basic YWRtaW46MTIzNGFiY2Q=\r\n"
 
@@ -37,12 +37,7 @@ def post(s, data, pace_s):
         c.sendall(data[i : i + step])
         if pace_s:
             time.sleep(pace_s / 60)
-    r = b""
-    while True:
-        k = c.recv(65536)
-        if not k:
-            break
-        r += k
+    r = read_all(c)
     c.close()
     assert r.startswith(b"HTTP/1.1 200"), r
     return json.loads(r.partition(b"\r\n\r\n")[2])
