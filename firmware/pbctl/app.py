@@ -78,6 +78,16 @@ class App:
         self._link_settings = {}
         self._link_mods = {}  # name -> the pblib modules its start loaded (dropped when it stops)
         self._full = time.ticks_add(self.boot_ms, -1000)  # when a collection last found the heap full
+        self.line = None  # the list files' line buffer (start.py), lent to one reader at a time
+
+    def take_line(self):
+        """Lend the line buffer (store.Store.each), or None while it is lent."""
+        b = self.line
+        self.line = None
+        return b
+
+    def give_line(self, b):
+        self.line = b
 
     def admit(self):
         """May the HTTP server (and the integrations' servers) take on a

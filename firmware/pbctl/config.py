@@ -15,12 +15,11 @@ heap is one device, not the whole file):
 (Older files are one JSON object {"params", "devices", "users", "admin",
 "license"}: still read, and written anew as above at the next change.)
 
-The users (API.md §6) are a list file of their own (store.Store(flash,
-"users"): one user a line), read and written a user at a time and never held
-in RAM as a whole: a user's charging rules are in RAM only while it has a
-session (devices.Evse.user_rules). Their sizes are bounded (the tables below,
-_MAX_USERS) like everything else, so that every configuration the API accepts
-boots at the heap budget (API.md §10; host_tests/e2e/test_limits.py):
+The users (API.md §6) are a list file of their own: userlist.py. A backup's
+restore: restore.py. Sizes are bounded (the tables below, userlist's) so that
+every configuration the API accepts boots at the heap budget (API.md §10;
+host_tests/e2e/test_limits.py), and a change that makes the configuration
+larger leaves room for requests and sessions (api/admin.py room()):
 **Decision** — at most 8 EVSEs (the board's MAX_EVSES) and 8 meters, 4 charging
 rules per EVSE and per user (a rule's stored-but-inactive expr ≤ 32 and
 input ≤ 16 characters), 8 user ids per EVSE, 32 users with 8 PINs/RFIDs and
@@ -38,12 +37,9 @@ boolean (device_enabled), s string (lo..hi = length), r charging rules (hi =
 how many), u list of id strings (hi = how many). Strings, not tuples: a
 loaded module's tuples and interned names cost RAM on the board.
 """
-from micropython import const
-
 from pbctl import devices, store
 
-_MAX_METERS = const(8)
-_MAX_USERS = const(32)
+MAX_METERS = 8
 
 PARAMS = """title s 0 64 cFos Power Brain
 desc s 0 128 Standard-Konfiguration
@@ -76,18 +72,16 @@ tz s 1 64 UTC0"""
 # §2); modbus_tcp_port: base port (base+1, base+2 also listen).
 # ocpp_url: "" (off) or a ws:// / wss:// URL (pblib.ws.parse_url); ocpp_password:
 # OCPP security profile 1 (HTTP Basic), never in a reply (INTEGRATIONS.md §4).
-# mqtt_*: INTEGRATIONS.md §3, checked further by mqtt_params() below.
-# tz: a POSIX TZ string (INTEGRATIONS.md §6; pblib.tz), checked by tz_param().
+# mqtt_*: INTEGRATIONS.md §3, checked further by params.py.
+# tz: a POSIX TZ string (INTEGRATIONS.md §6; pblib.tz), checked by params.py.
 
-_DEVICE = """device_enabled n 0 1 1
+EVSE = """device_enabled n 0 1 1
 name s 0 32 
 address s 0 64 
 id i 0 247 1
 number i 0 1000 1
 desc s 0 64 
-used_phases i 0 7 0"""
-
-EVSE = _DEVICE + """
+used_phases i 0 7 0
 label s 0 32 
 min_charging_cur i 0 80000 6000
 max_charging_cur i 0 80000 16000
@@ -106,7 +100,13 @@ soft_meter i 0 100000000 0
 users u 0 8 
 phase_switching i 0 1 0"""
 
-METER = _DEVICE + """
+METER = """device_enabled n 0 1 1
+name s 0 32 
+address s 0 64 
+id i 0 247 1
+number i 0 1000 1
+desc s 0 64 
+used_phases i 0 7 0
 is_va b 0 0 0
 invert b 0 0 0
 role i 0 5 0"""
@@ -122,19 +122,6 @@ expr s 0 32
 input s 0 16 
 price_level i 0 100 0
 solar i -80000 80000 0"""
-
-USER = """id s 1 16 
-name s 0 32 
-display b 0 0 1
-dev_ids u 0 8 
-charging_rules r 0 4 """
-
-RFID = """id s 1 20 
-name s 0 32 
-ac_auth b 0 0 1
-ac_ovch b 0 0 0
-used_phases i 0 7 0"""
-
 
 class ConfigError(ValueError):
     """A refused change: the HTTP status and the message of the reply."""
@@ -173,16 +160,6 @@ class Change:
         return len([d for d in self.devices if d.is_evse])
 
 
-def _exists(path):
-    import os
-
-    try:
-        os.stat(path)
-        return True
-    except OSError:
-        return False
-
-
 def table(dev_type):
     return EVSE if devices.is_evse(dev_type) else METER
 
@@ -217,7 +194,7 @@ def defaults(table, like=None):
     return out
 
 
-def _like(site_devices, dev_type):
+def same_kind(site_devices, dev_type):
     # the configuration of a device of the same kind, if any: new
     # configurations reuse its key strings (defaults), and its rules' too
     global _rule_like
@@ -361,9 +338,11 @@ def _read(st, flash, site, now):
         if head is None:
             raise ValueError
         items = iter(head.pop("devices", ()))
-        if head.get("users") and not _exists(flash + "/users.json"):
+        if head.get("users") and not store.exists(flash + "/users.json"):
             # the users to their own file (the next save drops them here)
-            store.Store(flash, "users").write((check_user(u) for u in head["users"]), True)
+            from pbctl import userlist
+
+            store.Store(flash, "users").write((userlist.check_user(u) for u in head["users"]), True)
     if isinstance(head.get("admin"), str):
         site.admin = head["admin"]
     site.params = dict(check(PARAMS, head.get("params", {}), site.params))  # dict(): see _value
@@ -373,7 +352,7 @@ def _read(st, flash, site, now):
     head = None
     for t, i, d in items:  # a device at a time
         if t in devices.DEV_META:
-            c = dict(check(table(t), d, defaults(table(t), _like(site.devices, t))))  # dict(): see _value
+            c = dict(check(table(t), d, defaults(table(t), same_kind(site.devices, t))))  # dict(): see _value
             site.devices.append(devices.new_device(t, i, c, now))
 
 
@@ -391,28 +370,10 @@ def change_params(site, body, max_evses):
         raise ConfigError("bad json")
     ch = Change(site)
     ch.params = check(PARAMS, body, dict(site.params))
-    u = ch.params["ocpp_url"]
-    if u and u != site.params["ocpp_url"]:
-        import sys
+    if "ocpp_url" in body or "mqtt_url" in body or "mqtt_prefix" in body or "tz" in body:
+        from pbctl import params
 
-        had = "pblib.ws" in sys.modules
-        from pblib.ws import parse_url
-
-        try:
-            parse_url(u)
-        except ValueError:
-            raise ConfigError("bad value: ocpp_url")
-        finally:
-            if not had:  # (OCPP off or not yet on: the client's module stays out of the heap)
-                sys.modules.pop("pblib.ws", None)
-                try:
-                    delattr(sys.modules["pblib"], "ws")  # (the package holds it too)
-                except (KeyError, AttributeError):
-                    pass
-    if "mqtt_url" in body or "mqtt_prefix" in body:
-        mqtt_params(ch.params, site.params)
-    if "tz" in body:
-        tz_param(ch.params["tz"])
+        params.check(ch.params, site.params, body)
     devs = body.get("devices")
     if devs is not None:
         if not isinstance(devs, list) or len(devs) > 1:
@@ -420,61 +381,6 @@ def change_params(site, body, max_evses):
         if devs:
             _device_change(site, ch, devs[0], max_evses)
     return ch
-
-
-def tz_param(s):
-    """ConfigError unless s is a POSIX TZ string pblib.tz takes."""
-    from pblib import tz
-
-    try:
-        tz.Zone(s)
-    except ValueError:
-        raise ConfigError("bad value: tz")
-
-
-def mqtt_url(url):
-    """(user, password, host, port) of `mqtt://[user[:password]@]host[:port]`
-    (user, password None when absent; port default 1883); ValueError if it is
-    no such URL. Host: a name or an IPv4 address (letters, digits, `.-`)."""
-    if not url.startswith("mqtt://"):
-        raise ValueError
-    cred, _, hp = url[7:].rpartition("@")
-    user = pwd = None
-    if _:
-        user, c, pwd = cred.partition(":")
-        if not c:
-            pwd = None
-    host, c, port = hp.partition(":")
-    port = int(port) if c else 1883  # ValueError when not a number
-    if not host or not 0 < port < 65536 or (c and not hp[len(host) + 1 :].isdigit()):
-        raise ValueError
-    for ch in host:
-        if not (ch.isalpha() and ch < "\x80" or ch.isdigit() or ch in ".-"):
-            raise ValueError
-    return user, pwd, host, port
-
-
-def mqtt_params(new, old):
-    """Check mqtt_url and mqtt_prefix of the params new (ConfigError). get_params
-    shows the URL's password as `***` (api/info.py): a URL with the password
-    `***` keeps the stored one, but only for the same user, host and port."""
-    url = new["mqtt_url"]
-    if url:
-        try:
-            user, pwd, host, port = mqtt_url(url)
-            if pwd == "***":
-                ou, opwd, oh, op = mqtt_url(old["mqtt_url"])
-                if (ou, oh, op) != (user, host, port) or opwd is None:
-                    raise ValueError
-                new["mqtt_url"] = "mqtt://%s:%s@%s:%d" % (user, opwd, host, port)
-        except ValueError:
-            raise ConfigError("bad value: mqtt_url")
-    pre = new["mqtt_prefix"]
-    for ch in pre:
-        if not (ch.isalpha() and ch < "\x80" or ch.isdigit() or ch in "_-./"):
-            raise ConfigError("bad value: mqtt_prefix")
-    if pre[:1] == "/" or pre[-1:] == "/" or "//" in pre:
-        raise ConfigError("bad value: mqtt_prefix")
 
 
 def _device_change(site, ch, obj, max_evses):
@@ -495,10 +401,10 @@ def _device_change(site, ch, obj, max_evses):
             raise ConfigError("unknown device", 404)
         if t not in devices.DEV_META:
             raise ConfigError("bad value: dev_type")
-        cfg = defaults(table(t), _like(site.devices, t))
+        cfg = defaults(table(t), same_kind(site.devices, t))
         prefix = "E" if devices.is_evse(t) else "M"
         n = len([d for d in site.devices if d.dev_id[0] == prefix])
-        if n >= (max_evses if prefix == "E" else _MAX_METERS):
+        if n >= (max_evses if prefix == "E" else MAX_METERS):
             raise ConfigError("too many devices")
         if dev_id is None:
             n = 1
@@ -548,235 +454,3 @@ def delete_device(site, dev_id):
             cfgs.append((x, c))
     ch.cfgs = cfgs
     return ch
-
-
-def drop_device_from_users(flash, dev_id):
-    """del_device's references in the users' dev_ids go (a separate file: a
-    power cut between the two saves leaves a reference to no device, harmless)."""
-    st = store.Store(flash, "users")
-    for u in st.each():
-        if dev_id in u.get("dev_ids", ()):
-            break
-    else:
-        return
-    st.write((_without(u, dev_id) for u in st.each()), True)
-
-
-def _without(u, dev_id):
-    u["dev_ids"] = [i for i in u.get("dev_ids", ()) if i != dev_id]
-    return u
-
-
-# ---- users ---------------------------------------------------------------------
-
-
-def users(flash):
-    """The users, one at a time (a user dict each, as stored: RFIDs unmasked)."""
-    return store.Store(flash, "users").each()
-
-
-def user(flash, uid):
-    for u in users(flash):
-        if u.get("id") == uid:
-            return u
-    return None
-
-
-def change_user(flash, body, admin, owner=None):
-    """set_user (API.md §6): the user saved (the users' file written anew, a user
-    at a time); returns the user. admin: the request carries the admin's
-    credentials; else owner is the id of the user whose PIN/RFID it carries,
-    and only that user's own name, display and charging rules may change (a
-    user id alone authorises nothing). A PIN/RFID belongs to one user only."""
-    if not isinstance(body, dict):
-        raise ConfigError("bad json")
-    uid = body.get("id")
-    if not isinstance(uid, str) or not uid:
-        raise ConfigError("bad value: id")
-    old = user(flash, uid)
-    if not admin and (old is None or owner != uid):
-        raise ConfigError("authentication required" if owner is None else "unknown rfid",
-                          401 if owner is None else 403)
-    if not admin:
-        # a user may edit itself, but not what it may use or how it identifies
-        for k in ("dev_ids", "rfids"):
-            if k in body and body[k] != old.get(k):
-                raise ConfigError("admin required: " + k, 403)
-    u = check_user(body, check_user(old) if old else None)
-    n = 0
-    for x in users(flash):
-        n += 1
-        if x.get("id") != uid:
-            for r in x.get("rfids", ()):
-                for mine in u["rfids"]:
-                    if r.get("id") == mine["id"]:
-                        raise ConfigError("rfid in use")
-    if old is None and n >= _MAX_USERS:
-        raise ConfigError("too many users")
-    st = store.Store(flash, "users")
-    st.write(_replaced(st, u, old is None), True)
-    return u
-
-
-def _replaced(st, u, new):
-    for x in st.each():
-        yield u if x.get("id") == u["id"] else x
-    if new:
-        yield u
-
-
-def check_user(obj, base=None):
-    """A validated user object (fields of API.md §6), starting from base."""
-    u = base if base else defaults(USER)
-    check(USER, obj, u)
-    if not u["id"]:
-        raise ConfigError("bad value: id")
-    rf = obj.get("rfids", u.get("rfids", []))
-    if not isinstance(rf, list) or len(rf) > 8:
-        raise ConfigError("bad value: rfids")
-    out = []
-    for r in rf:
-        x = check(RFID, r, defaults(RFID), "rfids")
-        if not x["id"].isdigit():
-            raise ConfigError("bad value: rfids")
-        out.append(x)
-    u["rfids"] = out
-    return u
-
-
-# ---- backup and restore (cmd=get_config / set_config; README "Backup") ----------
-
-
-def restore(site, items, max_evses, commit=False):
-    """A backup (api/backup.py: its items one at a time — the head, then a
-    {"device": {...}} a device, then a {"user": {...}} a user) validated
-    completely: ConfigError naming the field, nothing kept. commit: also build
-    the Change and return it with
-    the users' count; without, nothing but a few ids stays in RAM. Secrets
-    masked in the backup ("***", api/backup.py) keep this controller's.
-    A device that is the same box as one configured now (dev_id, dev_type,
-    address and slave id) keeps its object and runtime state (a car charging
-    there keeps its session), as set_params does; any other starts fresh."""
-    import time
-
-    head = next(items, None)
-    if not isinstance(head, dict) or head.get("pbctl_config") != 1:
-        raise ConfigError("bad value: pbctl_config")
-    ch = Change(site)
-    ch.params = params = check(PARAMS, head.get("params"), defaults(PARAMS), "params")
-    if params["ocpp_password"] == "***":
-        params["ocpp_password"] = site.params["ocpp_password"]
-    if params["ocpp_url"]:
-        from pblib.ws import parse_url
-
-        try:
-            parse_url(params["ocpp_url"])
-        except ValueError:
-            raise ConfigError("bad value: ocpp_url")
-    try:
-        mqtt_params(params, site.params)
-    except ConfigError:
-        try:
-            u, p, h, port = mqtt_url(params["mqtt_url"])
-        except ValueError:
-            p = None
-        if p != "***":
-            raise
-        params["mqtt_url"] = "mqtt://%s@%s:%d" % (u, h, port)  # a password this controller does not know
-        mqtt_params(params, site.params)
-    tz_param(params["tz"])
-    a = head.get("admin")
-    if not isinstance(a, str) or len(a) > 128 or a and a.count("$") != 1:
-        raise ConfigError("bad value: admin")
-    for c in a:  # "salt$hash", both hex (api/auth.py make_secret)
-        if c not in "0123456789abcdef$":
-            raise ConfigError("bad value: admin")
-    ch.admin = a
-    lic = head.get("license")
-    if not isinstance(lic, dict) or not isinstance(lic.get("accepted"), bool) or not isinstance(
-            lic.get("allow_usage_stats"), bool):
-        raise ConfigError("bad value: license")
-    ch.license = {"accepted": lic["accepted"], "allow_usage_stats": lic["allow_usage_stats"]}
-    head = None
-    ids = []  # dev_ids, meters' with a "*"
-    attach = []
-    devs = []
-    cfgs = []
-    nusers = 0
-    uids = []
-    rfids = []  # (the RFIDs of every user: 32 x 8 short strings at most)
-    for x in items:
-        if not isinstance(x, dict) or len(x) != 1:
-            raise ConfigError("bad value: item")
-        obj = x.get("device")
-        if obj is not None:
-            if nusers:
-                raise ConfigError("bad value: device")
-            d = _restored_device(obj, ids, attach, max_evses, devs)
-            if commit:
-                x = site.device(d[1])
-                if x is not None and x.dev_type == d[0] and x.cfg.get("address") == d[2].get(
-                        "address") and x.cfg.get("id") == d[2].get("id"):
-                    cfgs.append((x, d[2]))  # the same box: its object and runtime state stay (as set_params)
-                    devs.append(x)
-                else:
-                    devs.append(devices.new_device(d[0], d[1], d[2], time.ticks_ms()))
-            continue
-        obj = x.get("user")
-        if obj is None:
-            raise ConfigError("bad value: item")
-        u = check_user(obj)
-        if u["id"] in uids:
-            raise ConfigError("bad value: id")
-        uids.append(u["id"])
-        for r in u["rfids"]:
-            if r["id"] in rfids:
-                raise ConfigError("rfid in use")
-        for r in u["rfids"]:
-            rfids.append(r["id"])
-        nusers += 1
-        if nusers > _MAX_USERS:
-            raise ConfigError("too many users")
-    for a in attach:
-        if "*" + a not in ids:
-            raise ConfigError("bad value: attach")
-    if commit:
-        ch.devices = devs
-        ch.cfgs = cfgs
-        return ch, nusers
-    return None
-
-
-def _restored_device(obj, ids, attach, max_evses, like):
-    t = obj.get("dev_type") if isinstance(obj, dict) else None
-    if t not in devices.DEV_META:
-        raise ConfigError("bad value: dev_type")
-    prefix = "E" if devices.is_evse(t) else "M"
-    i = obj.get("dev_id")
-    if (not isinstance(i, str) or not 2 <= len(i) <= 4 or i[0] != prefix or not i[1:].isdigit()
-            or i in ids or "*" + i in ids):
-        raise ConfigError("bad value: dev_id")
-    n = len([x for x in ids if x[0] == prefix])
-    if n >= (max_evses if prefix == "E" else _MAX_METERS):
-        raise ConfigError("too many devices")
-    ids.append(i if prefix == "E" else "*" + i)
-    cfg = check(table(t), obj, defaults(table(t), _like(like, t)))
-    if t.endswith("_powerbrain"):
-        s = devices.slave_id(cfg["address"], cfg["id"])
-        if s is None:
-            raise ConfigError("bad value: address")
-        cfg["id"] = s
-    if prefix == "E":
-        if cfg["min_charging_cur"] > cfg["max_charging_cur"]:
-            raise ConfigError("bad value: min_charging_cur")
-        if cfg["attach"]:
-            attach.append(cfg["attach"])
-    return t, i, dict(cfg)
-
-
-def restore_users(items):
-    """The users of a validated backup's items, for the users' file (store.Store.write)."""
-    for x in items:
-        u = x.get("user") if isinstance(x, dict) else None
-        if u is not None:
-            yield check_user(u)

@@ -136,6 +136,16 @@ class Control:
         """User uid's charging rules changed: its sessions follow them."""
         return self._request(_USER_RULES, uid, rules)
 
+    def charging(self, uid):
+        """Has user uid a session, or one asked for (an authorisation queued)?"""
+        for d in self.site.devices:
+            if d.is_evse and d.user == uid:
+                return True
+        for r in self._req:
+            if r[0] == _AUTHORIZE and r[2] == uid:
+                return True
+        return False
+
     def reset(self, dev_id):
         """reset_device: the same configuration, fresh runtime state."""
         return self._request(_RESET, dev_id)

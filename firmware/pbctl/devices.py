@@ -67,7 +67,7 @@ def slave_id(address, default):
 class Site:
     """The configuration in force and the devices: replaced part by part by the
     control task only (control.Control.install); read by everyone. (The users
-    are on flash: config.users().)"""
+    are on flash: userlist.users().)"""
 
     def __init__(self, params, devices, admin, license):
         self.params = params  # dict (config.PARAMS)

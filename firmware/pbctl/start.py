@@ -34,6 +34,9 @@ async def start(board, demand, reserve=None):
                           admin_slot=True, body_buf=4096)
     bus = rtu.Master(board.uart(), board.BAUD, board.de_pin(), timeout_ms=board.BUS_TIMEOUT_MS,
                      retries=board.BUS_RETRIES)
+    # the list files' line buffer: a user's line is up to ~2 KB, a block a
+    # heap holding a large configuration may not have later (app.take_line)
+    line = bytearray(2560)
     from pbctl import config
 
     site = config.load(board.FLASH, time.ticks_ms())
@@ -52,6 +55,7 @@ async def start(board, demand, reserve=None):
     server.admit = a.admit
     server.vip = a.known  # the clients the admin logged in from get in first
     a.demand = demand
+    a.line = line
     a.reserve = reserve
     server.handler = cnf.Api(a).handle
     server.stream = cnf.streamed  # (cmd=update: the bundle a piece at a time)

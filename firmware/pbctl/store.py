@@ -18,7 +18,7 @@ from micropython import const
 _LINE = const(1024)  # a list file's line buffer (grown for a longer line)
 
 
-def _exists(p):
+def exists(p):
     try:
         os.stat(p)
         return True
@@ -41,6 +41,14 @@ def _loads(mv):
         return json.loads(bytes(mv))
 
 
+def _write(f, mv):
+    # MicroPython's text file takes a buffer as it is; CPython's needs str
+    try:
+        f.write(mv)
+    except TypeError:
+        f.write(str(mv, "utf-8"))
+
+
 def _shift(buf, k, n):
     # buf[:n - k] = buf[k:n] without a temporary copy of the rest (a slice
     # would be one more block of up to a line's size, on a fragmented heap
@@ -55,12 +63,22 @@ def _shift(buf, k, n):
     return dst
 
 
+def _has(buf, j, want):
+    for w in want:
+        if buf.find(w, 0, j) >= 0:
+            return True
+    return False
+
+
 class StoreError(Exception):
     pass
 
 
 class Store:
-    def __init__(self, directory, name="pbctl"):
+    def __init__(self, directory, name="pbctl", lend=None):
+        # lend: who lends each() its line buffer (app.App: take_line/give_line),
+        # kept from boot, so that reading a 2 KB user needs no block that large
+        self.lend = lend
         self.path = directory + "/" + name + ".json"
         self.tmp = directory + "/" + name + ".tmp"
         self.bak = directory + "/" + name + ".bak"
@@ -103,21 +121,27 @@ class Store:
                     if lines:
                         f.write(sep)
                         sep = ",\n"
-                    json.dump(x, f)
+                    if isinstance(x, memoryview):  # a line as each(raw=True) gave it: copied as it is
+                        _write(f, x)
+                    else:
+                        json.dump(x, f)
                 if lines:
                     f.write("[\n]\n" if sep == "[\n" else "\n]\n")
-            if _exists(self.path):
+            if exists(self.path):
                 _remove(self.bak)
                 os.rename(self.path, self.bak)
             os.rename(self.tmp, self.path)
         except OSError as e:
             raise StoreError(repr(e))
 
-    def each(self, strict=False):
+    def each(self, strict=False, want=None, raw=False):
         """The items of the newest complete list file (write(lines=True)), one at
         a time, parsed; a copy is complete when it ends with its "]" (a save cut
         short does not: then the one before). strict: a line that does not
-        parse raises ValueError (else that item is skipped)."""
+        parse raises ValueError (else that item is skipped). want: a line that
+        contains none of these bytes is not parsed (a user is ~9 KB parsed on
+        the 64-bit host): skipped, or with raw given as a memoryview of the
+        line, valid until the next item (write() copies it as it is)."""
         for p in (self.path, self.tmp, self.bak):
             try:
                 f = open(p, "rb")
@@ -141,28 +165,39 @@ class Store:
                 # lines are read into one buffer and parsed from it: no string
                 # per line (a line's string, grown as it is read, and the
                 # holes it leaves would scatter what is kept over the heap)
-                buf = bytearray(_LINE)
-                n = 0  # bytes in buf
-                while True:
-                    k = f.readinto(memoryview(buf)[n:])
-                    n += k or 0
-                    e = buf.find(b"\n", 0, n)
-                    if e < 0:
-                        if not k:
-                            return  # the end ("]\n" was seen above)
-                        if n == len(buf):  # a line longer than the buffer: a larger one
-                            buf = buf + bytearray(_LINE)
-                        continue
-                    j = e - 1 if e and buf[e - 1] == 44 else e  # without its ","
-                    item = None
-                    if j > 1 or buf[0] not in b"[]":
-                        try:
-                            item = _loads(memoryview(buf)[:j])
-                        except ValueError:
-                            if strict:
-                                raise
-                            # (a line broken on flash: that item is gone, not the others)
-                    n = _shift(buf, e + 1, n)
-                    if item is not None:
-                        yield item
+                kept = self.lend.take_line() if self.lend else None
+                buf = kept or bytearray(_LINE)
+                try:
+                    yield from self._items(f, buf, strict, want, raw)
+                finally:  # (a reader that stops early closes this generator: users(), change_user)
+                    if kept:
+                        self.lend.give_line(kept)
             return
+
+    def _items(self, f, buf, strict, want, raw):
+        n = 0  # bytes in buf
+        while True:
+            k = f.readinto(memoryview(buf)[n:])
+            n += k or 0
+            e = buf.find(b"\n", 0, n)
+            if e < 0:
+                if not k:
+                    return  # the end ("]\n" was seen above)
+                if n == len(buf):  # a line longer than the buffer: a larger one
+                    buf = buf + bytearray(_LINE)
+                continue
+            j = e - 1 if e and buf[e - 1] == 44 else e  # without its ","
+            item = None
+            if (j > 1 or buf[0] not in b"[]") and want is not None and not _has(buf, j, want):
+                if raw:
+                    yield memoryview(buf)[:j]
+            elif j > 1 or buf[0] not in b"[]":
+                try:
+                    item = _loads(memoryview(buf)[:j])
+                except ValueError:
+                    if strict:
+                        raise
+                    # (a line broken on flash: that item is gone, not the others)
+            n = _shift(buf, e + 1, n)
+            if item is not None:
+                yield item

@@ -99,12 +99,13 @@ def largest():
     yield b.s.flash
 
 
-@pytest.mark.xfail(strict=False, reason="open (issue 13 #1): at 128k on the 64-bit host what the API takes boots whole "
-                   "(about 18 KB free after boot) but then enter_rfid, get_users and set_params find no 600 B block "
-                   "for their module (the heap is in pieces); at 176k the same runs 7 of 8 sessions")
+@pytest.mark.xfail(strict=False, reason="open (issue 13 #1): at 128k on the 64-bit host the API takes devices until "
+                   "no set_user finds room (a parsed user is ~9 KB); a rule that kept 20 KB free when a device is "
+                   "added made this pass (3 EVSEs, 7 meters, 32 users) but refused the browser suite's third meter")
 def test_the_largest_configuration_the_api_takes_boots_and_works(largest):
     ne = FIGURES["evses_taken"]
     nm = FIGURES["meters_taken"]
+    assert FIGURES["users_taken"] >= 1 and ne >= 1, FIGURES  # (see the xfail's reason)
     s = Sim(flash=largest, sim_args=["--evse-ids", ",".join(str(10 + k) for k in range(1, 9))])
     s.start()
     try:
@@ -129,10 +130,12 @@ def test_the_largest_configuration_the_api_takes_boots_and_works(largest):
         st, users = s.get("cmd=get_users", ADMIN)
         assert st == 200 and len(users) == nu and users[min(5, nu - 1)] == user(min(5, nu - 1))
         st, info = s.get("cmd=get_dev_info")
-        assert st == 200 and [d["user"] for d in info["devices"][:min(ne, nu - 1)]] == [
+        evses = [d for d in info["devices"] if d["dev_id"][0] == "E"]
+        assert st == 200 and [d["user"] for d in evses[:min(ne, nu - 1)]] == [
             "%016d" % k for k in range(1, min(ne, nu - 1) + 1)]
-        # and one more change is taken
+        # and one more change is taken, and one that makes the configuration smaller
         assert set_params(s, {"max_total_current": 40000}) == (200, "ok")
+        assert set_params(s, {"title": "t"}) == (200, "ok")
         st, mem = s.get("cmd=sys_info")
         FIGURES["heap_free_with_sessions"] = mem["mem_free"]
         assert mem["control_oom"] == 0

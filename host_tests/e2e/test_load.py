@@ -121,8 +121,9 @@ def test_twenty_clients_do_not_starve_the_control_loop(site):
     assert cut and cut[0]["t_ms"] - overload_read["t_ms"] < CYCLE_MS, (overload_read, cut[:2])
 
 
-@pytest.mark.xfail(strict=False, reason="open (issue 13 #4): since the configuration and the users moved to list files, "
-                   "a 20-client flood at 128k can still leave one control pass short of heap (control_oom) and the admin 503")
+@pytest.mark.xfail(strict=False, reason="open (issue 13 #4): at 128k on the 64-bit host the admin's set_params at "
+                   "times finds no block for its coroutine frame or a module (~250-750 B) while the flood's connections "
+                   "churn the heap: 14-20 of 20 in runs, mostly 20")
 def test_the_admin_gets_through_while_readers_flood(site):
     stop = threading.Event()
     counts = {}

@@ -356,10 +356,10 @@ def boot(flash):
         {"id": "u1", "name": "Ann", "rfids": [{"id": "4711", "ac_ovch": True}]}).encode(), auth=("admin", PWD))
     assert code == 200, out
     site = fw.app.site
-    from pbctl import config
+    from pbctl import userlist
 
-    assert [d.dev_id for d in site.devices] == ["E1", "M1", "M2", "E2", "M3"] and config.user(str(flash), "u1")
-    cnf.unload(fw.app.demand)  # (this check's own import of the on-demand config module)
+    assert [d.dev_id for d in site.devices] == ["E1", "M1", "M2", "E2", "M3"] and userlist.user(str(flash), "u1")
+    cnf.unload(fw.app.demand)  # (this check's own import of the on-demand userlist module)
     assert fw.control.slots() == 2  # the balancer grew for the second EVSE
     return fw
 

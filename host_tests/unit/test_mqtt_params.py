@@ -1,22 +1,23 @@
-"""MQTT's parameters (CPython and MicroPython): config.mqtt_url and
+"""MQTT's parameters (CPython and MicroPython): pbctl.params.mqtt_url and
 mqtt_params (set_params), api/info.masked (get_params, get_dev_info). The
 integration's own logic: test_mqtt_link.py."""
 from unitcheck import raises
 
 from pbctl import config, devices
+from pbctl import params as checks
 from pbctl.api import info
 
 
 def test_mqtt_url_parts():
-    assert config.mqtt_url("mqtt://h") == (None, None, "h", 1883)
-    assert config.mqtt_url("mqtt://broker.lan:1884") == (None, None, "broker.lan", 1884)
-    assert config.mqtt_url("mqtt://u@10.0.0.2") == ("u", None, "10.0.0.2", 1883)
-    assert config.mqtt_url("mqtt://u:p:w@x@h-1:65535") == ("u", "p:w@x", "h-1", 65535)
-    assert config.mqtt_url("mqtt://u:@h") == ("u", "", "h", 1883)
+    assert checks.mqtt_url("mqtt://h") == (None, None, "h", 1883)
+    assert checks.mqtt_url("mqtt://broker.lan:1884") == (None, None, "broker.lan", 1884)
+    assert checks.mqtt_url("mqtt://u@10.0.0.2") == ("u", None, "10.0.0.2", 1883)
+    assert checks.mqtt_url("mqtt://u:p:w@x@h-1:65535") == ("u", "p:w@x", "h-1", 65535)
+    assert checks.mqtt_url("mqtt://u:@h") == ("u", "", "h", 1883)
     for bad in ("", "h", "mqtts://h", "http://h", "mqtt://", "mqtt://:1883", "mqtt://h:", "mqtt://h:0",
                 "mqtt://h:65536", "mqtt://h:+1", "mqtt://h:1x", "mqtt://h/x", "mqtt://h o", "mqtt://u:p@",
                 "mqtt://h\u00e4", "mqtt://h:1:2"):
-        raises(ValueError, config.mqtt_url, bad)
+        raises(ValueError, checks.mqtt_url, bad)
 
 
 def params(**kw):
@@ -28,30 +29,30 @@ def params(**kw):
 def test_mqtt_params_defaults():
     p = params()
     assert (p["mqtt_url"], p["mqtt_prefix"], p["mqtt_ha_discovery"]) == ("", "", True)
-    config.mqtt_params(p, params())  # empty: off, valid
+    checks.mqtt_params(p, params())  # empty: off, valid
 
 
 def test_the_masked_password_keeps_the_stored_one_for_the_same_broker_and_user():
     old = params(mqtt_url="mqtt://u:se:cret@h:1884")
     new = params(mqtt_url="mqtt://u:***@h:1884")
-    config.mqtt_params(new, old)
+    checks.mqtt_params(new, old)
     assert new["mqtt_url"] == "mqtt://u:se:cret@h:1884"
     new = params(mqtt_url="mqtt://u:***@h")
-    config.mqtt_params(new, params(mqtt_url="mqtt://u:pw@h:1883"))
+    checks.mqtt_params(new, params(mqtt_url="mqtt://u:pw@h:1883"))
     assert new["mqtt_url"] == "mqtt://u:pw@h:1883"
     for url in ("mqtt://v:***@h:1884", "mqtt://u:***@g:1884", "mqtt://u:***@h:1885", "mqtt://u:***@h"):
-        e = raises(config.ConfigError, config.mqtt_params, params(mqtt_url=url), old)
+        e = raises(config.ConfigError, checks.mqtt_params, params(mqtt_url=url), old)
         assert (str(e), e.status) == ("bad value: mqtt_url", 400)
     # no stored password (or none at all) to keep
-    raises(config.ConfigError, config.mqtt_params, params(mqtt_url="mqtt://u:***@h"), params(mqtt_url="mqtt://u@h"))
-    raises(config.ConfigError, config.mqtt_params, params(mqtt_url="mqtt://u:***@h"), params())
+    raises(config.ConfigError, checks.mqtt_params, params(mqtt_url="mqtt://u:***@h"), params(mqtt_url="mqtt://u@h"))
+    raises(config.ConfigError, checks.mqtt_params, params(mqtt_url="mqtt://u:***@h"), params())
 
 
 def test_mqtt_prefix():
     for ok in ("a", "pbctl/fcf5-c46d-310c", "A_b-c.d/e/f", "x" * 64):
-        config.mqtt_params(params(mqtt_prefix=ok), params())
+        checks.mqtt_params(params(mqtt_prefix=ok), params())
     for bad in ("/a", "a/", "a//b", "a b", "a+b", "a#", "\u00e4", "a\x00", "a$b"):
-        e = raises(config.ConfigError, config.mqtt_params, params(mqtt_prefix=bad), params())
+        e = raises(config.ConfigError, checks.mqtt_params, params(mqtt_prefix=bad), params())
         assert str(e) == "bad value: mqtt_prefix", bad
 
 

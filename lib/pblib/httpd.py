@@ -419,7 +419,7 @@ class Server:
         # one connection: a head buffer (or a refusal), the request, the
         # handler, the reply; the buffer goes back to the pool at the end
         task = asyncio.current_task()
-        buf = fh = None
+        buf = fh = obj = None
         reader = False
         try:
             self._tasks.append(task)
@@ -515,6 +515,11 @@ class Server:
                 self._readers -= 1
             if fh:
                 fh.close()
+            if hasattr(obj, "close"):  # a reply cut short: its generator's finally clauses run now
+                try:
+                    obj.close()
+                except Exception:
+                    pass
             # no yield between close and freeing the slot: a client that read
             # our reply to EOF finds its slot free when it reconnects
             try:

@@ -40,12 +40,12 @@ async def set_params(app, req):
 
 
 async def del_device(app, req):
-    from pbctl import config
+    from pbctl import config, userlist
 
     dev_id = need(req.query, "dev_id")
     async with app.lock:
         await change(app, config.delete_device(app.site, dev_id))
-        config.drop_device_from_users(app.board.FLASH, dev_id)
+        userlist.drop_device_from_users(app.board.FLASH, dev_id)
     return "ok"
 
 

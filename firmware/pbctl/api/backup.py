@@ -22,7 +22,7 @@ set_config takes the file as POST bodies (the server holds one body of at
 most 8 KB): `offset=<bytes before it>&more=1` for every piece but the last,
 `offset=<...>` (or nothing, a file in one piece) for the last. The pieces go
 to flash (upload.json); the last one starts the restore: the whole file is
-validated (config.restore: 400 naming the field, nothing changed), the users'
+validated (restore.restore: 400 naming the field, nothing changed), the users'
 file and the configuration saved (each atomically), the configuration
 installed by the control task. The upload is removed in every case.
 """
@@ -48,15 +48,15 @@ def _masked(url):
 
 
 async def get_config(app, req):  # admin, checked by cnf.py
-    # (imported here, not in the generator: it runs after the dispatcher has
-    # dropped the on-demand modules, and would load them again for good)
-    from pbctl import config
+    # (imported here, not in the generator: a generator's imports would be
+    # its first piece's heap)
+    from pbctl import userlist
     from pbctl.api.users import _pieces
 
-    return _config(app, config, _pieces)
+    return _config(app, userlist, _pieces)
 
 
-def _config(app, config, _pieces):
+def _config(app, userlist, _pieces):
     site = app.site
     p = dict(site.params)
     p["ocpp_password"] = "***" if p["ocpp_password"] else ""
@@ -71,11 +71,15 @@ def _config(app, config, _pieces):
             v = d.soft_wh if k == "soft_meter" and d.is_evse else c[k]  # the newest estimate
             yield ',"%s":%s' % (k, _dumps(v))
         yield "}}"
-    for u in config.users(app.board.FLASH):
-        yield ',\n{"user":'
-        for piece in _pieces(u):
-            yield piece
-        yield "}"
+    users = userlist.users(app.board.FLASH, app)
+    try:
+        for u in users:
+            yield ',\n{"user":'
+            for piece in _pieces(u):
+                yield piece
+            yield "}"
+    finally:  # (a reply cut short: httpd closes this, the reader's line buffer goes back)
+        users.close()
     yield "\n]\n"
 
 
@@ -107,7 +111,7 @@ async def set_config(app, req):
         return "ok"
     try:
         async with app.lock:
-            return await _restore(app, store.Store(app.board.FLASH, "upload"))
+            return await _restore(app, store.Store(app.board.FLASH, "upload", app))
     finally:
         try:
             os.remove(path)
@@ -116,24 +120,33 @@ async def set_config(app, req):
 
 
 async def _restore(app, up):
-    from pbctl import config, store
+    from pbctl import config, restore, store
     from pbctl.api.admin import change
 
     with open(up.path, "rb") as f:
         f.seek(max(0, f.seek(0, 2) - 2))
         if f.read(2) != b"]\n":  # cut short (or not as get_config wrote it)
             raise HTTPError(400, "bad json")
+    items = up.each(True)
     try:
-        ch, n = config.restore(app.site, up.each(True), app.max_evses, True)
+        ch, n = restore.restore(app.site, items, app.max_evses, True)
     except ValueError as e:  # a line that is no JSON
         if isinstance(e, config.ConfigError):
             raise
         raise HTTPError(400, "bad json")
+    finally:
+        items.close()  # (refused part-way: the app's line buffer goes back)
+        items = None
     k = ch.evses()
     if k > app.control.slots():
         from pblib import balancer
 
         ch.lb = balancer.Balancer(k)
-    store.Store(app.board.FLASH, "users").write(config.restore_users(up.each(True)), True)
+    # (the devices' lines, validated above, are not parsed again: a device is a block of ~0.5 KB)
+    items = up.each(True, [b'{"user":'])
+    try:
+        store.Store(app.board.FLASH, "users").write(restore.restore_users(items), True)
+    finally:
+        items.close()
     await change(app, ch)
     return "ok"

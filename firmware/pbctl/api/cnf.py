@@ -26,24 +26,32 @@ input has been validated.
 import gc
 import sys
 
+import asyncio
+
 from pblib.httpd import File, HTTPError
 
 _ROUTES = (" get_dev_info:info:r get_params:info:r sys_info:info:r modbus:modbus:m"
-           " set_params:admin:a del_device:admin:a reset_device:admin:a accept_license:admin:a"
-           " change_admin_pwd:admin:p set_diag_logging:admin:a get_diag_log:admin:a"
-           " set_ajax_meter:ajax:a set_ajax_evse:ajax:a enter_rfid:session:u override_device:session:u"
-           " soft_meter:session:u get_users:users:a get_user:users:u set_user:users:u get_new_user_id:users:a"
-           " scan_wifi:wifi:a set_wifi:wifi:a get_config:backup:a set_config:backup:a update:update:a ")
+           " set_params:admin:a:config del_device:admin:a:config+userlist reset_device:admin:a"
+           " accept_license:admin:a:config change_admin_pwd:admin:p:config+api.auth set_diag_logging:admin:a"
+           " get_diag_log:admin:a set_ajax_meter:ajax:a set_ajax_evse:ajax:a enter_rfid:session:u:userlist+api.auth"
+           " override_device:session:u:userlist+api.auth soft_meter:session:u:userlist+api.auth"
+           " get_users:users:a:userlist get_user:users:u:userlist+api.auth set_user:users:u:config+userlist"
+           " get_new_user_id:users:a:userlist scan_wifi:wifi:a set_wifi:wifi:a get_config:backup:a:userlist"
+           " set_config:backup:a:config+userlist+restore update:update:a ")
+
+
+def _entry(cmd):
+    # [cmd, module, policy(, helpers)] of a command's entry, or None
+    i = _ROUTES.find(" " + cmd + ":") if cmd and " " not in cmd and ":" not in cmd else -1
+    if i < 0:
+        return None
+    return _ROUTES[i + 1 : _ROUTES.index(" ", i + 1)].split(":")
 
 
 def route(cmd):
     """(module, policy) of a command, or None."""
-    i = _ROUTES.find(" " + cmd + ":") if cmd and " " not in cmd and ":" not in cmd else -1
-    if i < 0:
-        return None
-    e = _ROUTES.index(" ", i + 1)
-    _, mod, pol = _ROUTES[i + 1 : e].split(":")
-    return mod, pol
+    e = _entry(cmd)
+    return None if e is None else (e[1], e[2])
 
 
 def streamed(path, qs):
@@ -65,7 +73,8 @@ LATE = ("pbctl.api.update", "pbslot")
 def on_demand():
     """The modules loaded only while needed: every command module and the helpers."""
     # (with the modules the commands load lazily, inside a function)
-    out = ["pbctl.config", "pbctl.api.auth", "pbctl.diag", "pbctl.repl", "pbslot"]
+    out = ["pbctl.config", "pbctl.userlist", "pbctl.restore", "pbctl.params", "pbctl.api.auth", "pbctl.diag",
+           "pbctl.repl", "pbslot"]
     for entry in _ROUTES.split():
         m = "pbctl.api." + entry.split(":")[1]
         if m not in out:
@@ -99,12 +108,14 @@ def admin(app, req, optional=False):
     dropped at once, so a command's module finds its heap free."""
     if optional and req.auth() is None:
         return False
+    had = "pbctl.api.auth" in sys.modules  # (loaded for the command: _load)
     from pbctl.api import auth
 
     try:
         auth.check_admin(app, req)
     finally:
-        unload(("pbctl.api.auth",))
+        if not had:
+            unload(("pbctl.api.auth",))
     return True
 
 
@@ -114,24 +125,16 @@ class Api:
         self._busy = 0  # requests running in on-demand modules
 
     async def handle(self, req):
+        # (a coroutine's frame is one block: what a sync helper can do is done there)
         if req.path != "/cnf":
             return 200, self.static(req)
-        cmd = need(req.query, "cmd")
-        app = self.app
-        r = route(cmd)
-        if r is None:
-            raise HTTPError(404, "unknown cmd")
-        mod, pol = r
-        if pol == "m":  # with read and write both given the module answers 400 "need read or write"
-            pol = "a" if "write" in req.query and "read" not in req.query else "r"
-        if pol == "a" or (pol == "r" and app.site.params["api_read_auth"]):
-            admin(app, req)
+        r = self._allowed(req)
         if not self._busy:
             gc.collect()  # load the module into as few holes as possible
         self._busy += 1
         try:
-            fn = getattr(__import__("pbctl.api." + mod, None, None, (cmd,)), cmd)
-            return 200, await fn(app, req)
+            fn = await _load(r)
+            return 200, await fn(self.app, req)
         except MemoryError:
             # the heap had no room for this command now: a clean refusal (every
             # command validates and saves before it changes anything)
@@ -141,8 +144,20 @@ class Api:
         finally:
             self._busy -= 1
             if not self._busy:
-                unload(app.demand)
+                unload(self.app.demand)
                 gc.collect()  # give the module's blocks back before the next request
+
+    def _allowed(self, req):
+        # the command's route entry, once its policy let the request through
+        r = _entry(need(req.query, "cmd"))
+        if r is None:
+            raise HTTPError(404, "unknown cmd")
+        pol = r[2]
+        if pol == "m":  # with read and write both given the module answers 400 "need read or write"
+            pol = "a" if "write" in req.query and "read" not in req.query else "r"
+        if pol == "a" or (pol == "r" and self.app.site.params["api_read_auth"]):
+            admin(self.app, req)
+        return r
 
     def static(self, req):
         # the web UI (README "Web UI"): /NAME is www/NAME.gz of the package
@@ -163,6 +178,24 @@ class Api:
         root = __file__.rpartition("/")[0].rpartition("/")[0]  # .../pbctl
         return File(root + "/www/" + p + ".gz", "text/" + ("javascript" if t == "js" else t), True, 60,
                     req.headers.get("if-none-match"))
+
+
+async def _load(r):
+    # the command's module, the larger modules it loads on its way first (the
+    # route table's 4th field): a module needs blocks of its own (its globals'
+    # dict, its names' table: up to ~750 B), which a heap busy with other
+    # connections may lack for a moment; nothing has happened yet, so no room
+    # is waited for twice, 30 ms apart (those connections end), before 503
+    for k in range(3):
+        try:
+            for h in r[3].split("+") if len(r) > 3 else ():
+                __import__("pbctl." + h)
+            return getattr(__import__("pbctl.api." + r[1], None, None, (r[0],)), r[0])
+        except MemoryError:
+            if k == 2:
+                raise
+        await asyncio.sleep_ms(30)
+        gc.collect()
 
 
 def _mapped(e):

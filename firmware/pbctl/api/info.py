@@ -106,7 +106,7 @@ def local_time(ctl):
 
 def masked(url):
     """mqtt_url as replies show it: the password as `***` (INTEGRATIONS.md §3;
-    set_params takes `***` back as "the stored one", config.mqtt_params)."""
+    set_params takes `***` back as "the stored one", params.mqtt_params)."""
     cred, at, hp = url.rpartition("@")
     i = cred.find(":", 7)  # after "mqtt://"
     return url if not at or i < 0 else cred[: i + 1] + "***@" + hp

@@ -13,9 +13,9 @@ def _owner(app, rfid, req):
 
 
 def _user(app, uid):
-    from pbctl import config
+    from pbctl import userlist
 
-    return config.user(app.board.FLASH, uid)
+    return userlist.user(app.board.FLASH, uid, app)
 
 
 def masked(r):
@@ -26,18 +26,21 @@ def masked(r):
 
 async def get_users(app, req):  # admin, checked by cnf.py
     """Streamed a user at a time from flash (never all in RAM)."""
-    from pbctl import config
+    from pbctl import userlist
 
-    return _array(config.users(app.board.FLASH))
+    return _array(userlist.users(app.board.FLASH, app))
 
 
 def _array(items):
     sep = "["
-    for u in items:
-        yield sep
-        for piece in _pieces(u):
-            yield piece
-        sep = ","
+    try:
+        for u in items:
+            yield sep
+            for piece in _pieces(u):
+                yield piece
+            sep = ","
+    finally:  # (a reply cut short: httpd closes this, the reader's line buffer goes back)
+        items.close()
     yield "[]" if sep == "[" else "]"
 
 
@@ -84,7 +87,7 @@ async def set_user(app, req):
     if req.method != "POST":
         raise HTTPError(405, "method not allowed")
     body = req.json()
-    from pbctl import config
+    from pbctl import userlist
 
     by_admin = admin(app, req, True)
     owner = None
@@ -95,9 +98,11 @@ async def set_user(app, req):
             raise HTTPError(403, "unknown rfid")
         owner = u["id"]
     async with app.lock:
-        u = config.change_user(app.board.FLASH, body, by_admin, owner)
-        ctl = app.control  # its sessions follow its rules now
-        await ctl.settle(ctl.user_rules(u["id"], app.site.compact_rules(u["charging_rules"])))
+        u = userlist.change_user(app.board.FLASH, body, by_admin, owner, app)
+        ctl = app.control  # its sessions follow its rules now (a user without one: nothing to
+        # wait for; an authorisation reads the user and asks in one step, no await between)
+        if ctl.charging(u["id"]):
+            await ctl.settle(ctl.user_rules(u["id"], app.site.compact_rules(u["charging_rules"])))
     return "ok"
 
 

@@ -55,7 +55,7 @@ _prev = None  # the client task of the link stopped last
 
 def settings(p):
     """(host, port, user, password, prefix, discovery) of the params; None: off.
-    The URL was checked when it was set (config.mqtt_params)."""
+    The URL was checked when it was set (params.mqtt_params)."""
     url = p["mqtt_url"]
     if not url:
         return None
