@@ -100,13 +100,9 @@ soft_meter i 0 100000000 0
 users u 0 8 
 phase_switching i 0 1 0"""
 
-METER = """device_enabled n 0 1 1
-name s 0 32 
-address s 0 64 
-id i 0 247 1
-number i 0 1000 1
-desc s 0 64 
-used_phases i 0 7 0
+# a meter's fields: every device's (EVSE's first lines, up to used_phases), then its own
+# (derived, not a table of its own: a module's every global is an entry of its dict)
+METER = EVSE[: EVSE.index("\nlabel ")] + """
 is_va b 0 0 0
 invert b 0 0 0
 role i 0 5 0"""

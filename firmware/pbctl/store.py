@@ -188,10 +188,12 @@ class Store:
                 continue
             j = e - 1 if e and buf[e - 1] == 44 else e  # without its ","
             item = None
-            if (j > 1 or buf[0] not in b"[]") and want is not None and not _has(buf, j, want):
+            if j <= 1 and buf[0] in b"[]":
+                pass  # the array's own "[" or "]"
+            elif want is not None and not _has(buf, j, want):
                 if raw:
                     yield memoryview(buf)[:j]
-            elif j > 1 or buf[0] not in b"[]":
+            else:
                 try:
                     item = _loads(memoryview(buf)[:j])
                 except ValueError:
