@@ -128,7 +128,7 @@ class Sim:
         self.admin_pwd = admin_pwd
         self.sim_args = list(sim_args)
         self.fw_env = dict(fw_env or {})
-        self.echo = echo
+        self.echo = echo or os.environ.get("PBCTL_SIM_ECHO") == "1"  # a failing suite's firmware log
         self.main = main  # None: build/host/main.py, the firmware precompiled
         self.module_dirs = list(module_dirs)
         self.heap = heap or HEAP  # the firmware's data budget

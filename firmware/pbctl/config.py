@@ -18,8 +18,8 @@ heap is one device, not the whole file):
 The users (API.md §6) are a list file of their own: userlist.py. A backup's
 restore: restore.py. Sizes are bounded (the tables below, userlist's) so that
 every configuration the API accepts boots at the heap budget (API.md §10;
-host_tests/e2e/test_limits.py), and a change that makes the configuration
-larger leaves room for requests and sessions (api/admin.py room()):
+host_tests/e2e/test_limits.py: at 128k on the 64-bit host still open, see
+BENCHMARKS.md "The largest configuration the API takes"):
 **Decision** — at most 8 EVSEs (the board's MAX_EVSES) and 8 meters, 4 charging
 rules per EVSE and per user (a rule's stored-but-inactive expr ≤ 32 and
 input ≤ 16 characters), 8 user ids per EVSE, 32 users with 8 PINs/RFIDs and

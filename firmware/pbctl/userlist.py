@@ -57,11 +57,13 @@ def _without(u, dev_id):
     return u
 
 
-def users(flash, lend=None):
-    """The users, one at a time (a user dict each, as stored: RFIDs unmasked).
+def users(flash, lend=None, raw=False):
+    """The users, one at a time (a user dict each, as stored: RFIDs unmasked;
+    raw: each one's line as it is stored, its JSON text, a memoryview valid
+    until the next: get_users and get_config send it without parsing it).
     lend: the app, which lends its line buffer (store.Store); a reader that
     stops early closes the generator, so the buffer goes back."""
-    return store.Store(flash, "users", lend).each()
+    return store.Store(flash, "users", lend).each(False, [] if raw else None, raw)
 
 
 def quoted(*s):

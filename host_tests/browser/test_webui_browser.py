@@ -63,10 +63,20 @@ def fw_log_clean(sim):
     assert "Traceback" not in log.replace("KeyboardInterrupt", ""), log
 
 
+# The page's tests run at the board's data budget as the 64-bit host holds it:
+# the ESP32's 96 KB hold what ~160 KB hold here (objects take ~60 %, README
+# "Memory"). At 128k (stricter than the board) a restore (set_config) after a
+# session of page requests and an integration switched on and off found its
+# heap in ~200 B pieces in 2 of 6 runs (503, asked again by the page, refused
+# again): issue 13/18 work, measured by test_limits, test_load and
+# test_smoke96k, not by the page's tests.
+HEAP = "160k"
+
+
 @pytest.fixture(scope="module")
 def ui():
     d = browser()
-    s = Sim()
+    s = Sim(heap=HEAP)
     try:
         s.start()
         d.base = "http://127.0.0.1:%d/" % s.http_port
@@ -102,8 +112,14 @@ def wait(d, cond, timeout=10, what=""):
 
     # the dashboard re-renders every poll: an element found a moment ago may be
     # gone by the time it is read; that is "not yet", not a failure
-    return WebDriverWait(d, timeout, 0.05, ignored_exceptions=(StaleElementReferenceException,)).until(
-        lambda _: cond(), what)
+    from selenium.common.exceptions import TimeoutException
+
+    try:
+        return WebDriverWait(d, timeout, 0.05, ignored_exceptions=(StaleElementReferenceException,)).until(
+            lambda _: cond(), what)
+    except TimeoutException:
+        # what the page saw meanwhile (an HTTP error status is a "network" entry)
+        raise TimeoutException("%s; the page's last log entries: %s" % (what, console(d)[-8:])) from None
 
 
 def _centered_click(el):
@@ -305,10 +321,15 @@ def test_mqtt_settings_and_the_link_on_the_dashboard(page, tmp_path):
         wait(d, lambda: url.get_attribute("value") == shown, what="masked URL")
         # the dashboard shows the link
         d.get(d.base + "#dash")
-        ln = wait(d, lambda: visible(d, '#links [data-link="mqtt"]'), timeout=20, what="MQTT status")
-        wait(d, lambda: "connected" in ln.text and "not" not in ln.text, timeout=20, what="connected")
-        admin(sim, "cmd=set_params", {"mqtt_url": ""})
+        wait(d, lambda: visible(d, '#links [data-link="mqtt"]'), timeout=20, what="MQTT status")
+
+        def connected():  # (found anew each time: the line is made again every 10 s)
+            ln = visible(d, '#links [data-link="mqtt"]')
+            return ln and "connected" in ln.text and "not" not in ln.text
+
+        wait(d, connected, timeout=25, what="connected")
     finally:
+        admin(sim, "cmd=set_params", {"mqtt_url": ""})  # (the tests after this one run without it)
         b.stop()
 
 

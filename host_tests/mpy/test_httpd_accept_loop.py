@@ -4,9 +4,11 @@ MicroPython's `asyncio.start_server` runs one task that accepts connections;
 when it cannot allocate a new connection's objects (MemoryError — seen by the
 robustness campaign under 4 concurrent clients with 8 EVSEs) that task ends,
 nothing accepts again, and its listening socket keeps the port. httpd.Server
-runs its own accept loop: such a connection alone is dropped (`dropped`).
-Here tools/bench/hello_httpd.py (cmd=nomem) makes the accept loop's
-`asyncio.create_task` fail as on a full heap, in the real unix port.
+runs its own accept loop: such a connection alone is dropped (`dropped`),
+answered with a constant 503 "out of memory" (never an empty answer). Here
+tools/bench/hello_httpd.py (cmd=nomem) makes the accept loop's
+`asyncio.create_task` fail as on a full heap, in the real unix port; and
+(cmd=nohead) a reply whose head finds no room gets the same constant reply.
 """
 import json
 import socket
@@ -33,6 +35,21 @@ def get(port, query, timeout=5):
     return int(head.split(b" ")[1]), json.loads(body) if body else None
 
 
+OOM = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 15\r\n"
+       b'Connection: close\r\n\r\n"out of memory"')
+
+
+def raw(port, request):
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
+        s.sendall(request)
+        data = b""
+        while True:
+            b = s.recv(4096)
+            if not b:
+                return data
+            data += b
+
+
 def test_a_connection_without_heap_is_dropped_not_the_server():
     port = free_port()
     p = subprocess.Popen([mp.micropython_bin(), "-X", "heapsize=" + mp.HEAP, HELLO, str(port)], cwd=mp.ROOT,
@@ -43,15 +60,12 @@ def test_a_connection_without_heap_is_dropped_not_the_server():
         threading.Thread(target=lambda: out.extend(p.stdout), daemon=True).start()
         assert get(port, "cmd=stats")[1]["dropped"] == 0
         assert get(port, "cmd=nomem&n=3") == (200, "ok")
-        for _ in range(3):  # these three are closed at once, without a reply
-            with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-                s.sendall(b"GET /cnf?cmd=echo HTTP/1.1\r\n\r\n")
-                try:
-                    assert s.recv(4096) == b""
-                except ConnectionResetError:  # closed with our request unread
-                    pass
+        for _ in range(3):  # these three are closed at once, with the constant reply
+            assert raw(port, b"GET /cnf?cmd=echo HTTP/1.1\r\n\r\n") == OOM
         st, stats = get(port, "cmd=stats")
         assert st == 200 and stats["dropped"] == 3, stats
+        # a reply whose head cannot be made: the same bytes, and the connection's end
+        assert raw(port, b"GET /cnf?cmd=nohead HTTP/1.1\r\n\r\n") == OOM
         for _ in range(20):  # and the server goes on accepting
             assert get(port, "cmd=echo")[0] == 200
         assert p.poll() is None, "".join(out)

@@ -87,6 +87,12 @@ _TEXTS = (
     "|bad content-length|request body too large|truncated body|too many connections|out of memory"
 )
 
+# the whole reply when the heap has no room even for a reply's head: a
+# constant, written as it is (no allocation), so a client never gets an empty
+# answer from a full heap
+_OOM = (b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nContent-Length: 15\r\n"
+        b'Connection: close\r\n\r\n"out of memory"')
+
 
 class HTTPError(Exception):
     # raise HTTPError(400, "bad count") from a handler
@@ -398,10 +404,26 @@ class Server:
                 c = asyncio.StreamReader(k, {"peername": a})
                 asyncio.create_task(self._conn(c, c, v))
                 self._live += 1
-            except Exception:  # MemoryError, or a peer already gone (OSError)
+            except Exception as e:  # MemoryError, or a peer already gone (OSError)
                 self.dropped += 1
                 if k:
+                    if isinstance(e, MemoryError):
+                        self._refuse(k)
                     k.close()
+
+    def _refuse(self, k):
+        # the constant 503 on a connection that could not be set up, then what
+        # the client sent read into the sink (closing with unread input makes
+        # the kernel send RST, and the client would lose the reply); all
+        # without waiting and without allocating
+        try:
+            k.setblocking(False)
+            k.send(_OOM)
+            for _ in range(64):
+                if not k.readinto(self._sink):
+                    break
+        except Exception:
+            pass
 
     async def close(self):
         if self._task:
@@ -647,6 +669,37 @@ class Server:
         # file, read through buf) or obj (a generator: chunked unless plain);
         # obj a str with b None: an error message. Every write is bounded by
         # the read timeout.
+        try:
+            a, b, obj, fh = self._reply_head(status, obj, hdrs, b, fh, plain)
+        except MemoryError:  # no room for the head: the constant reply instead
+            a, b, obj, fh = _OOM, None, None, None
+        chunked = obj is not None and not plain
+        while a is not None:
+            w.write(a)
+            if w.out_buf:  # the socket did not take it all: wait for it, bounded
+                await asyncio.wait_for_ms(w.drain(), self.timeout)
+            else:
+                await asyncio.sleep_ms(0)  # (others' turn between pieces; no task, no garbage)
+            a = b
+            b = None
+            if a is None:
+                if fh:
+                    a = memoryview(buf)[: fh.readinto(buf)] or None
+                elif obj:
+                    a = next(obj, None)
+                    if isinstance(a, str):
+                        a = a.encode()
+                    if chunked:  # a chunk: its size line, then it and its line end (no copy of it)
+                        if not a:  # the end: the last (empty) chunk, nothing more to ask for
+                            a = b"0\r\n\r\n"
+                            obj = None
+                        else:
+                            w.write(b"%x\r\n" % len(a))
+                            b = b"\r\n"
+
+    def _reply_head(self, status, obj, hdrs, b, fh, plain):
+        # the reply's head (with a small body or first piece in the same
+        # segment): (head, rest of the first piece, generator, file)
         a = "application/json"
         x = ""  # head lines after Content-Length
         n = -1  # Content-Length: none for a generator
@@ -685,28 +738,7 @@ class Server:
         if b and len(b) <= 1024:
             a += b  # a small body (or first piece) in one segment with the head
             b = None
-        while a is not None:
-            w.write(a)
-            if w.out_buf:  # the socket did not take it all: wait for it, bounded
-                await asyncio.wait_for_ms(w.drain(), self.timeout)
-            else:
-                await asyncio.sleep_ms(0)  # (others' turn between pieces; no task, no garbage)
-            a = b
-            b = None
-            if a is None:
-                if fh:
-                    a = memoryview(buf)[: fh.readinto(buf)] or None
-                elif obj:
-                    a = next(obj, None)
-                    if isinstance(a, str):
-                        a = a.encode()
-                    if chunked:  # a chunk: its size line, then it and its line end (no copy of it)
-                        if not a:  # the end: the last (empty) chunk, nothing more to ask for
-                            a = b"0\r\n\r\n"
-                            obj = None
-                        else:
-                            w.write(b"%x\r\n" % len(a))
-                            b = b"\r\n"
+        return a, b, obj, fh
 
     async def _read(self, r, w, buf, drain):
         # head and body -> Request, an error code (status << 4 | index of the

@@ -8,6 +8,7 @@ Routes (path /cnf, by cmd=):
   post   -> {"query", "ctype", "len", "json", "ends": first and last 8 bytes of the body}
   stats  -> the server's counters        nomem -> the next n=N connections meet a MemoryError while
                                            the accept loop sets them up (asyncio.create_task fails)
+  nohead -> a reply whose head finds no room (its header lines raise MemoryError)
   auth   -> [user, password] or 401 (own=1: with the challenge header given by the app)
   err    -> HTTPError(status=S (409), "conflict here", [("X-Why", "test")])
   crash  -> a plain exception (500)            sleep -> waits ms=N milliseconds, then "ok"
@@ -43,6 +44,12 @@ def _task_or_nomem(coro):
     return _create_task(coro)
 
 
+def _no_room():
+    # cmd=nohead: header lines that cannot be made, as on a full heap
+    raise MemoryError
+    yield
+
+
 async def handler(req):
     if req.path.startswith("/static/") and _static:
         name = req.path[8:]
@@ -65,6 +72,8 @@ async def handler(req):
     if cmd == "nomem":  # the next n=N connections cannot be set up: as on a full heap
         _nomem[0] = int(req.query.get("n", "1"))
         return 200, "ok"
+    if cmd == "nohead":
+        return 200, "never sent", _no_room()
     if cmd == "upload":
         return 200, await _upload(req)
     if cmd == "post":

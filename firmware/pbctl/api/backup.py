@@ -51,12 +51,11 @@ async def get_config(app, req):  # admin, checked by cnf.py
     # (imported here, not in the generator: a generator's imports would be
     # its first piece's heap)
     from pbctl import userlist
-    from pbctl.api.users import _pieces
 
-    return _config(app, userlist, _pieces)
+    return _config(app, userlist)
 
 
-def _config(app, userlist, _pieces):
+def _config(app, userlist):
     site = app.site
     p = dict(site.params)
     p["ocpp_password"] = "***" if p["ocpp_password"] else ""
@@ -71,12 +70,11 @@ def _config(app, userlist, _pieces):
             v = d.soft_wh if k == "soft_meter" and d.is_evse else c[k]  # the newest estimate
             yield ',"%s":%s' % (k, _dumps(v))
         yield "}}"
-    users = userlist.users(app.board.FLASH, app)
+    users = userlist.users(app.board.FLASH, app, True)
     try:
-        for u in users:
+        for line in users:  # (its JSON text as stored, not parsed: get_users)
             yield ',\n{"user":'
-            for piece in _pieces(u):
-                yield piece
+            yield line
             yield "}"
     finally:  # (a reply cut short: httpd closes this, the reader's line buffer goes back)
         users.close()

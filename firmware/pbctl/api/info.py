@@ -200,7 +200,26 @@ async def sys_info(app, req):
     }
     for k, v in app.link_errors.items():  # switched on, could not start (no heap)
         r["links"][k] = {"state": "failed", "last_error": v}
-    return r
+    return _object(r)
+
+
+def _object(r):
+    # a member at a time, a list an item at a time: the whole reply (1-2 KB
+    # with the integrations on) would be one block, made three times over
+    # (text, bytes, head), that a fragmented heap often lacks
+    sep = "{"
+    for k in r:
+        v = r[k]
+        if isinstance(v, list):
+            head = sep + dumps(k) + ":["
+            for x in v:
+                yield head + dumps(x)
+                head = ","
+            yield head + "]" if head != "," else "]"
+        else:
+            yield sep + dumps(k) + ":" + dumps(v)
+        sep = ","
+    yield "}"
 
 
 def _update(app):

@@ -31,7 +31,10 @@ let asking = null; // the open login prompt's promise
 async function api(cmd, query, body, form) {
   let url = "/cnf?cmd=" + encodeURIComponent(cmd);
   for (const k in query || {}) url += "&" + encodeURIComponent(k) + "=" + encodeURIComponent(query[k]);
-  for (;;) {
+  // a 503 (the controller sheds requests while its heap is short; nothing
+  // changed) is asked again, 3 times at most, 0.3 s, 0.6 s, 1.2 s later; a
+  // request that got no answer at all only if it is a read (GET)
+  for (let tries = 0; ; tries++) {
     const h = {};
     // credentials "omit": a 401 never opens the browser's own login dialog
     if (auth) h.Authorization = "Basic " + auth;
@@ -49,8 +52,10 @@ async function api(cmd, query, body, form) {
     try {
       r = await fetch(url, o);
     } catch (e) {
+      if (tries < 3 && !o.method) { await sleep(300 << tries); continue; }
       throw new ApiError(0, "no connection to the controller");
     }
+    if (r.status === 503 && tries < 3) { await r.text(); await sleep(300 << tries); continue; }
     const text = await r.text();
     let v = text;
     try { v = JSON.parse(text); } catch (e) { /* not JSON: keep the text */ }
@@ -61,6 +66,10 @@ async function api(cmd, query, body, form) {
     if (!r.ok) throw new ApiError(r.status, typeof v === "string" ? v : "HTTP " + r.status);
     return form === "raw" ? text : v;
   }
+}
+
+function sleep(ms) {
+  return new Promise(res => setTimeout(res, ms));
 }
 
 function askLogin(msg) {
@@ -265,7 +274,7 @@ async function links() {
     }).join("");
     el.hidden = !Object.keys(l).length;
   } catch (e) {
-    // (the dashboard goes on without it)
+    linksAt = 0; // (the dashboard goes on without it, and asks again at its next poll)
   }
 }
 
