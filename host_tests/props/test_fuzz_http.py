@@ -320,8 +320,8 @@ class Firmware:
             d, _, name = obj.path.rpartition("/")
             assert d.endswith("/www") and name and "\0" not in name, obj.path
             return status, json.dumps("file")
-        if hasattr(obj, "send"):
-            text = "".join(obj)
+        if hasattr(obj, "send"):  # pieces: str, or bytes/memoryview (a stored line, valid until the next piece)
+            text = "".join(p if isinstance(p, str) else bytes(p).decode() for p in obj)
         else:
             text = json.dumps(obj)
         json.loads(text)  # a well-formed document

@@ -5,7 +5,8 @@ import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BENCHES = ["modmem.py", "rtu_rtt.py", "http_bench.py", "fw_bench.py", "balancer_bench.py", "boot_bench.py", "mbtcp_bench.py",
-           "mbtcp_gateway_bench.py", "mqtt_mem.py", "mqtt_cycle_bench.py", "ws_heap.py", "ocpp_bench.py", "tz_bench.py"]
+           "mbtcp_gateway_bench.py", "mqtt_mem.py", "mqtt_cycle_bench.py", "ws_heap.py", "ocpp_bench.py", "tz_bench.py",
+           "update_bench.py", "attack_bench.py"]
 
 if __name__ == "__main__":
     failed = 0
