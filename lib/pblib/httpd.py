@@ -401,8 +401,19 @@ class Server:
                 if v and self.admit:
                     self.admit()  # (the app makes room: it collects when the heap is short)
                 k.setblocking(False)
-                c = asyncio.StreamReader(k, {"peername": a})
-                asyncio.create_task(self._conn(c, c, v))
+                for t in range(5 if v else 1):
+                    try:
+                        c = asyncio.StreamReader(k, {"peername": a})
+                        asyncio.create_task(self._conn(c, c, v))
+                        break
+                    except MemoryError:
+                        # the admin's connection: tried again 4 times, 20 ms
+                        # apart (readers being served end and give their heap
+                        # back; new connections wait in the backlog meanwhile)
+                        c = None
+                        if t == (4 if v else 0):
+                            raise
+                    yield from asyncio.sleep_ms(20)
                 self._live += 1
             except Exception as e:  # MemoryError, or a peer already gone (OSError)
                 self.dropped += 1

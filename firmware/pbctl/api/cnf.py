@@ -128,7 +128,7 @@ class Api:
         # (a coroutine's frame is one block: what a sync helper can do is done there)
         if req.path != "/cnf":
             return 200, self.static(req)
-        r = self._allowed(req)
+        r = await self._checked(req)
         if not self._busy:
             gc.collect()  # load the module into as few holes as possible
         self._busy += 1
@@ -146,6 +146,20 @@ class Api:
             if not self._busy:
                 unload(self.app.demand)
                 gc.collect()  # give the module's blocks back before the next request
+
+    async def _checked(self, req):
+        # _allowed; the admin check loads api/auth.py (a block of ~270 B for
+        # its names, which readers flooding the server may have taken for a
+        # moment): no room is tried again twice, 30 ms apart, as a command's
+        # module (_load), before 503. Nothing was checked or counted yet.
+        for k in range(3):
+            try:
+                return self._allowed(req)
+            except MemoryError:
+                if k == 2:
+                    raise HTTPError(503, "out of memory")
+            await asyncio.sleep_ms(30)
+            gc.collect()
 
     def _allowed(self, req):
         # the command's route entry, once its policy let the request through
