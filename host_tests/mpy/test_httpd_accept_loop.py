@@ -8,7 +8,9 @@ runs its own accept loop: such a connection alone is dropped (`dropped`),
 answered with a constant 503 "out of memory" (never an empty answer). Here
 tools/bench/hello_httpd.py (cmd=nomem) makes the accept loop's
 `asyncio.create_task` fail as on a full heap, in the real unix port; and
-(cmd=nohead) a reply whose head finds no room gets the same constant reply.
+(cmd=nohead) a reply whose head finds no room gets the same constant reply;
+the vip's (pbctl's admin's) connection is set up again up to 4 times, 20 ms
+apart, before it is dropped.
 """
 import json
 import socket
@@ -66,6 +68,14 @@ def test_a_connection_without_heap_is_dropped_not_the_server():
         assert st == 200 and stats["dropped"] == 3, stats
         # a reply whose head cannot be made: the same bytes, and the connection's end
         assert raw(port, b"GET /cnf?cmd=nohead HTTP/1.1\r\n\r\n") == OOM
+        # the vip's (the admin's) connection is set up again, 20 ms later, up to 4 times
+        assert get(port, "cmd=vip&ip=127.0.0.1") == (200, "ok")
+        assert get(port, "cmd=nomem&n=4") == (200, "ok")
+        assert get(port, "cmd=echo")[0] == 200
+        assert get(port, "cmd=stats")[1]["dropped"] == 3
+        assert get(port, "cmd=nomem&n=5") == (200, "ok")
+        assert raw(port, b"GET /cnf?cmd=echo HTTP/1.1\r\n\r\n") == OOM  # the fifth time: no more
+        assert get(port, "cmd=stats")[1]["dropped"] == 4
         for _ in range(20):  # and the server goes on accepting
             assert get(port, "cmd=echo")[0] == 200
         assert p.poll() is None, "".join(out)

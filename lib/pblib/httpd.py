@@ -413,7 +413,7 @@ class Server:
                         c = None
                         if t == (4 if v else 0):
                             raise
-                    yield from asyncio.sleep_ms(20)
+                    yield from asyncio.sleep_ms(20)  # type: ignore[misc]  # (a generator task, as asyncio's own accept loop)
                 self._live += 1
             except Exception as e:  # MemoryError, or a peer already gone (OSError)
                 self.dropped += 1

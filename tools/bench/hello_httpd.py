@@ -9,6 +9,7 @@ Routes (path /cnf, by cmd=):
   stats  -> the server's counters        nomem -> the next n=N connections meet a MemoryError while
                                            the accept loop sets them up (asyncio.create_task fails)
   nohead -> a reply whose head finds no room (its header lines raise MemoryError)
+  vip    -> from now on the client at ip=A is the server's vip (as pbctl's admin)
   auth   -> [user, password] or 401 (own=1: with the challenge header given by the app)
   err    -> HTTPError(status=S (409), "conflict here", [("X-Why", "test")])
   crash  -> a plain exception (500)            sleep -> waits ms=N milliseconds, then "ok"
@@ -71,6 +72,10 @@ async def handler(req):
                      "dropped": s.dropped}
     if cmd == "nomem":  # the next n=N connections cannot be set up: as on a full heap
         _nomem[0] = int(req.query.get("n", "1"))
+        return 200, "ok"
+    if cmd == "vip":
+        ip = req.query.get("ip")
+        _server.vip = lambda a: a == ip
         return 200, "ok"
     if cmd == "nohead":
         return 200, "never sent", _no_room()
