@@ -56,6 +56,15 @@ def micropython_env(*extra_dirs, board="HOST"):
     return env
 
 
+def config_size(heap):
+    """The HOST board's CONFIG_SIZE (pbctl/cfgsize.py) for a data budget of
+    heap bytes: what stays free after boot with the configuration at its
+    size, ~2.4 heap bytes a unit, should be ~28 KB, and the firmware itself
+    takes ~80 KB of the budget (the 64-bit host, ROMFS: BENCHMARKS.md, RAM).
+    At least the factory configuration's size (and a little more)."""
+    return max(2600, (heap - 110592) * 10 // 24)
+
+
 def free_base(n=3):
     """A port p with p .. p+n-1 all free on the loopback (the Modbus TCP
     gateway listens on base, base+1, base+2)."""
@@ -200,6 +209,7 @@ class Sim:
             "PBCTL_HTTP_HOST": "127.0.0.1",
             "PBCTL_FLASH": self.flash,
             "PBCTL_ADMIN_PWD": self.admin_pwd or "",
+            "PBCTL_CONFIG_SIZE": str(config_size(heap_bytes(self.heap))),
         })
         env.update(self.fw_env)
         self.fw = subprocess.Popen([micropython_bin(), "-X", "heapsize=%d" % heap] + args,

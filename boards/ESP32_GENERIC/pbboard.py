@@ -20,6 +20,9 @@ BAUD = 9600
 HTTP_HOST = "0.0.0.0"
 HTTP_PORT = 80
 HTTP_MAX_CONNS = 4
+# the devices' configuration at most (pbctl/cfgsize.py): the host's figures
+# for its 160k (what the ESP32's 96 KB hold on the 64-bit host), rounded down
+CONFIG_SIZE = 20000
 FLASH = ""  # the littlefs root: /pbctl.json
 BUS_TIMEOUT_MS = 100
 BUS_RETRIES = 1

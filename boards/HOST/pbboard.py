@@ -19,6 +19,7 @@ BUS_TIMEOUT_MS = int(_e("PBCTL_BUS_TIMEOUT_MS") or 100)
 BUS_RETRIES = int(_e("PBCTL_BUS_RETRIES") or 1)
 CLOCK_OFFSET = int(_e("PBCTL_CLOCK_OFFSET") or 0)  # s added to the host's clock (tests of local time)
 GOOD_MS = int(_e("PBCTL_GOOD_MS") or 30000)  # a start is good after (safemode.GOOD_MS on a board)
+CONFIG_SIZE = int(_e("PBCTL_CONFIG_SIZE") or 0)  # pbctl/cfgsize.py; tools/simrun.py derives it from the heap
 
 
 class Pin:

@@ -65,6 +65,7 @@ class App:
         self.control = control
         self.server = server
         self.max_evses = getattr(board, "MAX_EVSES", 8)  # balancer slots at most; each costs heap
+        self.config_size = getattr(board, "CONFIG_SIZE", 0)  # the devices' configuration at most (cfgsize.py)
         self.serial = board.serial()  # params.vsn.serialno: never changes
         self.boot_ms = time.ticks_ms()
         self.lock = asyncio.Lock()

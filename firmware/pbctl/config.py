@@ -359,9 +359,10 @@ def save(flash, change):
 # ---- changes -------------------------------------------------------------------
 
 
-def change_params(site, body, max_evses):
+def change_params(site, body, max_evses, budget=0):
     """set_params (API.md §3): the params of body and at most one device
-    (max_evses: how many EVSEs the board allows)."""
+    (max_evses: how many EVSEs the board allows; budget: its CONFIG_SIZE,
+    cfgsize.py)."""
     if not isinstance(body, dict):
         raise ConfigError("bad json")
     ch = Change(site)
@@ -376,6 +377,10 @@ def change_params(site, body, max_evses):
             raise ConfigError("bad value: devices")
         if devs:
             _device_change(site, ch, devs[0], max_evses)
+            if budget:
+                from pbctl import cfgsize
+
+                cfgsize.check(cfgsize.total(ch.devices, ch.cfgs), site, budget)
     return ch
 
 

@@ -49,7 +49,7 @@ def set(app, **kw):
 
     if app.lock.locked():
         raise OSError("a configuration change is under way; try again")
-    ch = config.change_params(app.site, kw, app.max_evses)
+    ch = config.change_params(app.site, kw, app.max_evses, app.config_size)
     if ch.evses() > app.control.slots():
         raise ValueError("add EVSEs with cmd=set_params")
     config.save(app.board.FLASH, ch)

@@ -2,12 +2,12 @@
 validated whole before anything changes. Loaded on demand, apart from
 config.py (whose field tables and checks it uses), so that config.py's
 globals stay one small dict for every configuration change."""
-from pbctl import devices, userlist
+from pbctl import cfgsize, devices, userlist
 from pbctl.config import MAX_METERS, PARAMS, Change, ConfigError, check, defaults, same_kind, table
 from pbctl.params import mqtt_params, mqtt_url, ocpp_url, tz_param
 
 
-def restore(site, items, max_evses, commit=False):
+def restore(site, items, max_evses, commit=False, budget=0):
     """A backup (api/backup.py: its items one at a time — the head, then a
     {"device": {...}} a device, then a {"user": {...}} a user) validated
     completely: ConfigError naming the field, nothing kept. commit: also build
@@ -58,6 +58,7 @@ def restore(site, items, max_evses, commit=False):
     devs = []
     cfgs = []
     nusers = 0
+    size = 0
     uids = []
     rfids = []  # (the RFIDs of every user: 32 x 8 short strings at most)
     for x in items:
@@ -68,6 +69,8 @@ def restore(site, items, max_evses, commit=False):
             if nusers:
                 raise ConfigError("bad value: device")
             d = _restored_device(obj, ids, attach, max_evses, devs)
+            if budget:  # (the board's CONFIG_SIZE: cfgsize.py)
+                size += cfgsize.device(devices.is_evse(d[0]), d[2])
             if commit:
                 x = site.device(d[1])
                 if x is not None and x.dev_type == d[0] and x.cfg.get("address") == d[2].get(
@@ -95,6 +98,7 @@ def restore(site, items, max_evses, commit=False):
     for a in attach:
         if "*" + a not in ids:
             raise ConfigError("bad value: attach")
+    cfgsize.check(size, site, budget)
     if commit:
         ch.devices = devs
         ch.cfgs = cfgs

@@ -29,7 +29,7 @@ async def set_params(app, req):
     from pbctl import config
 
     async with app.lock:
-        ch = config.change_params(app.site, body, app.max_evses)
+        ch = config.change_params(app.site, body, app.max_evses, app.config_size)
         n = ch.evses()
         if n > app.control.slots():
             # room in the balancer first: if there is none, nothing changes

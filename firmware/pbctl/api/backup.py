@@ -127,7 +127,7 @@ async def _restore(app, up):
             raise HTTPError(400, "bad json")
     items = up.each(True)
     try:
-        ch, n = restore.restore(app.site, items, app.max_evses, True)
+        ch, n = restore.restore(app.site, items, app.max_evses, True, app.config_size)
     except ValueError as e:  # a line that is no JSON
         if isinstance(e, config.ConfigError):
             raise

@@ -73,7 +73,7 @@ LATE = ("pbctl.api.update", "pbslot")
 def on_demand():
     """The modules loaded only while needed: every command module and the helpers."""
     # (with the modules the commands load lazily, inside a function)
-    out = ["pbctl.config", "pbctl.userlist", "pbctl.restore", "pbctl.params", "pbctl.api.auth", "pbctl.diag",
+    out = ["pbctl.config", "pbctl.userlist", "pbctl.restore", "pbctl.params", "pbctl.cfgsize", "pbctl.api.auth", "pbctl.diag",
            "pbctl.repl", "pbslot"]
     for entry in _ROUTES.split():
         m = "pbctl.api." + entry.split(":")[1]
