@@ -5,6 +5,10 @@ A configuration change holds app.lock from validation to installation: the
 configuration module validates it on copies and the store saves it, then the
 control task installs it (control.Control.install) before the reply says "ok".
 """
+import gc
+
+import asyncio
+
 from pblib.httpd import HTTPError
 
 from pbctl.api.args import flag
@@ -26,17 +30,33 @@ async def set_params(app, req):
     if req.method != "POST":
         raise HTTPError(405, "method not allowed")
     body = req.json()
+    async with app.lock:
+        for k in range(3):
+            try:
+                ch = _validated(app, body)
+                break
+            except MemoryError:
+                # validation works on copies: nothing changed yet. No room
+                # now (readers flooding the server churn the heap) is tried
+                # again twice, 30 ms apart, as cnf.py does for modules
+                if k == 2:
+                    raise
+            await asyncio.sleep_ms(30)
+            gc.collect()
+        return await change(app, ch)
+
+
+def _validated(app, body):
     from pbctl import config
 
-    async with app.lock:
-        ch = config.change_params(app.site, body, app.max_evses, app.config_size)
-        n = ch.evses()
-        if n > app.control.slots():
-            # room in the balancer first: if there is none, nothing changes
-            from pblib import balancer
+    ch = config.change_params(app.site, body, app.max_evses, app.config_size)
+    n = ch.evses()
+    if n > app.control.slots():
+        # room in the balancer first: if there is none, nothing changes
+        from pblib import balancer
 
-            ch.lb = balancer.Balancer(n)
-        return await change(app, ch)
+        ch.lb = balancer.Balancer(n)
+    return ch
 
 
 async def del_device(app, req):
