@@ -5,14 +5,10 @@ A configuration change holds app.lock from validation to installation: the
 configuration module validates it on copies and the store saves it, then the
 control task installs it (control.Control.install) before the reply says "ok".
 """
-import gc
-
-import asyncio
-
 from pblib.httpd import HTTPError
 
 from pbctl.api.args import flag
-from pbctl.api.cnf import need
+from pbctl.api.cnf import need, roomy
 
 
 async def change(app, ch):
@@ -31,22 +27,13 @@ async def set_params(app, req):
         raise HTTPError(405, "method not allowed")
     body = req.json()
     async with app.lock:
-        for k in range(3):
-            try:
-                ch = _validated(app, body)
-                break
-            except MemoryError:
-                # validation works on copies: nothing changed yet. No room
-                # now (readers flooding the server churn the heap) is tried
-                # again twice, 30 ms apart, as cnf.py does for modules
-                if k == 2:
-                    raise
-            await asyncio.sleep_ms(30)
-            gc.collect()
+        # validation works on copies: nothing changed yet (cnf.roomy)
+        ch = await roomy(_validated, (app, body))
         return await change(app, ch)
 
 
-def _validated(app, body):
+def _validated(a):
+    app, body = a
     from pbctl import config
 
     ch = config.change_params(app.site, body, app.max_evses, app.config_size)

@@ -150,16 +150,12 @@ class Api:
     async def _checked(self, req):
         # _allowed; the admin check loads api/auth.py (a block of ~270 B for
         # its names, which readers flooding the server may have taken for a
-        # moment): no room is tried again twice, 30 ms apart, as a command's
-        # module (_load), before 503. Nothing was checked or counted yet.
-        for k in range(3):
-            try:
-                return self._allowed(req)
-            except MemoryError:
-                if k == 2:
-                    raise HTTPError(503, "out of memory")
-            await asyncio.sleep_ms(30)
-            gc.collect()
+        # moment): tried again as a command's module is (roomy), before 503.
+        # Nothing was checked or counted yet.
+        try:
+            return await roomy(self._allowed, req)
+        except MemoryError:
+            raise HTTPError(503, "out of memory")
 
     def _allowed(self, req):
         # the command's route entry, once its policy let the request through
@@ -194,22 +190,37 @@ class Api:
                     req.headers.get("if-none-match"))
 
 
+async def roomy(fn, a):
+    """fn(a), tried again when the heap has no block for it (MemoryError):
+    after 30, 60, 120, 240 and 480 ms, a collection each, then raised. Only
+    for work that changes nothing before it has its memory (loading a module,
+    validating on copies). The heap's free space is there, in pieces: other
+    connections end, the control cycle's and the last command's blocks come
+    back, and a hole large enough opens (on the host at 96k, just after a
+    configuration change, a command's module found one after up to ~0.8 s;
+    the web UI and test clients ask again after a 503 as well)."""
+    for k in range(6):
+        try:
+            return fn(a)
+        except MemoryError:
+            if k == 5:
+                raise
+        await asyncio.sleep_ms(30 << k)
+        gc.collect()
+
+
 async def _load(r):
     # the command's module, the larger modules it loads on its way first (the
     # route table's 4th field): a module needs blocks of its own (its globals'
-    # dict, its names' table: up to ~750 B), which a heap busy with other
-    # connections may lack for a moment; nothing has happened yet, so no room
-    # is waited for twice, 30 ms apart (those connections end), before 503
-    for k in range(3):
-        try:
-            for h in r[3].split("+") if len(r) > 3 else ():
-                __import__("pbctl." + h)
-            return getattr(__import__("pbctl.api." + r[1], None, None, (r[0],)), r[0])
-        except MemoryError:
-            if k == 2:
-                raise
-        await asyncio.sleep_ms(30)
-        gc.collect()
+    # dict, its constants' table: up to ~750 B), which a heap busy with other
+    # connections may lack for a moment; nothing has happened yet (roomy)
+    return await roomy(_import, r)
+
+
+def _import(r):
+    for h in r[3].split("+") if len(r) > 3 else ():
+        __import__("pbctl." + h)
+    return getattr(__import__("pbctl.api." + r[1], None, None, (r[0],)), r[0])
 
 
 def _mapped(e):
