@@ -48,6 +48,8 @@ async def main(board):
     del start
     cnf.unload(app.demand)
     gc.collect()
+    app.site.compact()  # (no await: as atomic for the other tasks as the control task's install)
+    gc.collect()
     print("pbctl: serving http://%s:%d/cnf (heap free %d)" % (board.HTTP_HOST, board.HTTP_PORT, gc.mem_free()))
     while True:
         await asyncio.sleep(3600)

@@ -75,6 +75,16 @@ class Site:
         self.admin = admin  # the admin password's "salt$hash", "" when none is set
         self.license = license  # {"accepted": bool, "allow_usage_stats": bool}
 
+    def compact(self):
+        """The configuration's dicts made again, each of just its size, once
+        start-up's modules and garbage are gone (pbctl.main()): the same
+        contents in less heap (~600 B with the factory devices at 96k), and
+        out of the room the commands' modules load into later (BENCHMARKS.md,
+        "The heap right after boot")."""
+        self.params = dict(self.params)
+        for d in self.devices:
+            d.cfg = dict(d.cfg)
+
     def compact_rules(self, rules):
         """Charging rules (a user's, parsed from flash) as the site keeps them:
         each rule a dict of just its size whose key strings are those of a
