@@ -128,12 +128,15 @@ class Api:
         # (a coroutine's frame is one block: what a sync helper can do is done there)
         if req.path != "/cnf":
             return 200, self.static(req)
-        r = await self._checked(req)
+        # patient (cnf.roomy): the admin's request, or one alone; while
+        # several run, waiting would hold their blocks and starve the others
+        patient = not self._busy or "authorization" in req.headers
+        r = await self._checked(req, patient)
         if not self._busy:
             gc.collect()  # load the module into as few holes as possible
         self._busy += 1
         try:
-            fn = await _load(r)
+            fn = await _load(r, patient)
             return 200, await fn(self.app, req)
         except MemoryError:
             # the heap had no room for this command now: a clean refusal (every
@@ -147,13 +150,13 @@ class Api:
                 unload(self.app.demand)
                 gc.collect()  # give the module's blocks back before the next request
 
-    async def _checked(self, req):
+    async def _checked(self, req, patient):
         # _allowed; the admin check loads api/auth.py (a block of ~270 B for
         # its names, which readers flooding the server may have taken for a
         # moment): tried again as a command's module is (roomy), before 503.
         # Nothing was checked or counted yet.
         try:
-            return await roomy(self._allowed, req)
+            return await roomy(self._allowed, req, patient)
         except MemoryError:
             raise HTTPError(503, "out of memory")
 
@@ -190,31 +193,33 @@ class Api:
                     req.headers.get("if-none-match"))
 
 
-async def roomy(fn, a):
+async def roomy(fn, a, patient=True):
     """fn(a), tried again when the heap has no block for it (MemoryError):
-    after 30, 60, 120, 240 and 480 ms, a collection each, then raised. Only
+    after 30, 60, 120, 240 and 480 ms (patient; else after 30 and 60 ms), a
+    collection each, then raised. Only
     for work that changes nothing before it has its memory (loading a module,
     validating on copies). The heap's free space is there, in pieces: other
     connections end, the control cycle's and the last command's blocks come
     back, and a hole large enough opens (on the host at 96k, just after a
     configuration change, a command's module found one after up to ~0.8 s;
     the web UI and test clients ask again after a 503 as well)."""
-    for k in range(6):
+    n = 5 if patient else 2
+    for k in range(n + 1):
         try:
             return fn(a)
         except MemoryError:
-            if k == 5:
+            if k == n:
                 raise
         await asyncio.sleep_ms(30 << k)
         gc.collect()
 
 
-async def _load(r):
+async def _load(r, patient):
     # the command's module, the larger modules it loads on its way first (the
     # route table's 4th field): a module needs blocks of its own (its globals'
     # dict, its constants' table: up to ~750 B), which a heap busy with other
     # connections may lack for a moment; nothing has happened yet (roomy)
-    return await roomy(_import, r)
+    return await roomy(_import, r, patient)
 
 
 def _import(r):
