@@ -46,7 +46,8 @@ def get(port, query=b"cmd=get_dev_info"):
     except OSError:
         return 0, b""
     try:
-        c.sendall(b"GET /cnf?" + query + b" HTTP/1.1\r\nHost: bench\r\n\r\n")
+        # HTTP/1.0: a streamed reply comes unchunked (sys_info is streamed)
+        c.sendall(b"GET /cnf?" + query + b" HTTP/1.0\r\nHost: bench\r\n\r\n")
         chunks = []
         while True:
             b = c.recv(65536)
