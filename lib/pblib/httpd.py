@@ -422,6 +422,10 @@ class Server:
                         self._refuse(k)
                     k.close()
 
+    def live(self):
+        """Connections being served now."""
+        return self._live
+
     def _refuse(self, k):
         # the constant 503 on a connection that could not be set up, then what
         # the client sent read into the sink (closing with unread input makes

@@ -28,7 +28,7 @@ async def set_params(app, req):
     body = req.json()
     async with app.lock:
         # validation works on copies: nothing changed yet (cnf.roomy)
-        ch = await roomy(_validated, (app, body))
+        ch = await roomy(_validated, (app, body), app.server.live() <= 1)
         return await change(app, ch)
 
 

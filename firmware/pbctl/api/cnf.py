@@ -128,9 +128,10 @@ class Api:
         # (a coroutine's frame is one block: what a sync helper can do is done there)
         if req.path != "/cnf":
             return 200, self.static(req)
-        # patient (cnf.roomy): the admin's request, or one alone; while
-        # several run, waiting would hold their blocks and starve the others
-        patient = not self._busy or "authorization" in req.headers
+        # patient (cnf.roomy): only a request alone on the server; while
+        # others run, waiting would hold its blocks (and keep the command
+        # modules loaded) and starve them and the control task
+        patient = self.app.server.live() <= 1
         r = await self._checked(req, patient)
         if not self._busy:
             gc.collect()  # load the module into as few holes as possible
