@@ -104,6 +104,17 @@ def read_all(c):
     return b"".join(chunks)
 
 
+def asked_again(fn):
+    """(fn()'s (status, body), tries): fn() asked again after a 503 "out of
+    memory", 0.3, 0.6 and 1.2 s later, as the web UI does (README, "Never an
+    empty answer"); a fourth 503 is returned."""
+    for n, wait in enumerate((0.3, 0.6, 1.2, None)):
+        r = fn()
+        if r != (503, "out of memory") or wait is None:
+            return r, n + 1
+        time.sleep(wait)
+
+
 def wait_for(fn, timeout=20, what="condition", step=0.2):
     """fn()'s first true value, looked at every step seconds; AssertionError
     naming what after timeout seconds (the tests' and tools' one wait)."""

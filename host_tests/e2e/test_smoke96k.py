@@ -15,12 +15,11 @@ api/cnf.py roomy). The client here does what the web UI does (README,
 "Never an empty answer"): after a 503 "out of memory" it asks again, 0.3,
 0.6 and 1.2 s later; any other answer, or a fourth 503, fails the test."""
 import json
-import time
 
 import pytest
 
 from conftest import running
-from simrun import ADMIN, wait_for
+from simrun import ADMIN, asked_again, wait_for
 
 JSON = {"Content-Type": "application/json"}
 
@@ -33,14 +32,10 @@ def sim96():
 def ask(sim, query, auth=None, body=None):
     """(status, JSON) of a GET (a POST with body), asked again after a 503
     "out of memory" as the web UI does (the module docstring)."""
-    for wait in (0.3, 0.6, 1.2, None):
-        if body is None:
-            st, obj = sim.get(query, auth)
-        else:
-            st, obj = sim.request(query, auth, json.dumps(body).encode(), "POST", JSON)[:2]
-        if (st, obj) != (503, "out of memory") or wait is None:
-            return st, obj
-        time.sleep(wait)
+    if body is None:
+        return asked_again(lambda: sim.get(query, auth))[0]
+    data = json.dumps(body).encode()
+    return asked_again(lambda: sim.request(query, auth, data, "POST", JSON)[:2])[0]
 
 
 def room_left(sim):

@@ -108,7 +108,7 @@ def admin(app, req, optional=False):
     dropped at once, so a command's module finds its heap free."""
     if optional and req.auth() is None:
         return False
-    had = "pbctl.api.auth" in sys.modules  # (loaded for the command: _load)
+    had = "pbctl.api.auth" in sys.modules  # (loaded for the command: its route's 4th field)
     from pbctl.api import auth
 
     try:
@@ -137,7 +137,10 @@ class Api:
             gc.collect()  # load the module into as few holes as possible
         self._busy += 1
         try:
-            fn = await _load(r, patient)
+            # the command's module, the larger modules it loads on its way
+            # first (the route table's 4th field): a module needs blocks of
+            # its own (its globals' dict, its constants' table: up to ~750 B)
+            fn = await roomy(_import, r, patient)
             return 200, await fn(self.app, req)
         except MemoryError:
             # the heap had no room for this command now: a clean refusal (every
@@ -197,8 +200,8 @@ class Api:
 async def roomy(fn, a, patient=True):
     """fn(a), tried again when the heap has no block for it (MemoryError):
     after 30, 60, 120, 240 and 480 ms (patient; else after 30 and 60 ms), a
-    collection each, then raised. Only
-    for work that changes nothing before it has its memory (loading a module,
+    collection each, then raised. Only for work that changes nothing before
+    it has its memory (loading a module,
     validating on copies). The heap's free space is there, in pieces: other
     connections end, the control cycle's and the last command's blocks come
     back, and a hole large enough opens (on the host at 96k, just after a
@@ -213,14 +216,6 @@ async def roomy(fn, a, patient=True):
                 raise
         await asyncio.sleep_ms(30 << k)
         gc.collect()
-
-
-async def _load(r, patient):
-    # the command's module, the larger modules it loads on its way first (the
-    # route table's 4th field): a module needs blocks of its own (its globals'
-    # dict, its constants' table: up to ~750 B), which a heap busy with other
-    # connections may lack for a moment; nothing has happened yet (roomy)
-    return await roomy(_import, r, patient)
 
 
 def _import(r):
