@@ -107,6 +107,7 @@ class ChargePoint:
         self.last_error = ""
         self.connects = 0
         self.lost = 0
+        self.no_heap = 0  # messages not built for want of heap (the connection kept)
         self.hb_s = 300  # HeartbeatInterval (the BootNotification's interval overrides)
         self.mv_s = 60  # MeterValueSampleInterval; 0: none
         self.artr = False  # AuthorizeRemoteTxRequests
@@ -140,7 +141,7 @@ class ChargePoint:
         r = self.rpc
         return {"state": self.state, "url": self.url, "last_error": self.last_error or self.rpc.last_error,
                 "max_msg": self.ws.max_msg, "connects": self.connects, "journal": len(self.q), "lost": self.lost, "sent": r.calls,
-                "received": r.calls_in, "timeouts": r.timeouts, "bad": r.bad}
+                "received": r.calls_in, "timeouts": r.timeouts, "bad": r.bad, "no_heap": self.no_heap}
 
     def stop(self):
         self._stopped = True
@@ -405,32 +406,45 @@ class ChargePoint:
         self.trig &= ~1
         for i in range(len(self.sent)):
             self.sent[i] = 255
-        hb = mv = time.ticks_ms()
+        self.hb = self.mv = time.ticks_ms()
         while self.ws._s is not None:
-            await self._journal()
-            if self.reset:  # (it may have come while the journal was being sent)
-                self.stop_all(self.reset + "Reset")
-                await self._journal()
-                return
-            await self._statuses()
-            await self._remote_auth()
-            if self.trig & 1:
-                self.trig &= ~1
-                return await self._session()
-            now = time.ticks_ms()
-            if self.trig & 8 or self.mv_s and time.ticks_diff(now, mv) >= self.mv_s * 1000:
-                mv = now
-                await self._meter_values(self.trig & 8)
-                self.trig &= ~8
-            if self.trig & 2 or time.ticks_diff(now, hb) >= self.hb_s * 1000:
-                self.trig &= ~2
-                hb = now
-                await self.rpc.call("Heartbeat", {})
+            try:
+                if await self._round():
+                    return
+            except MemoryError:
+                # A message that found no heap while it was built: nothing of it went out (a
+                # frame half written drops the connection in ws.send), so the connection stays;
+                # the journal and statuses are sent again, a reading or heartbeat waits its turn.
+                if self.ws._s is None:
+                    raise
+                self.no_heap += 1
             try:
                 await asyncio.wait_for_ms(self._wake.wait(), 1000)
             except asyncio.TimeoutError:
                 pass
             self._wake.clear()
+
+    async def _round(self):
+        # One pass of the session: True when it ended (a reset).
+        await self._journal()
+        if self.reset:  # (it may have come while the journal was being sent)
+            self.stop_all(self.reset + "Reset")
+            await self._journal()
+            return True
+        await self._statuses()
+        await self._remote_auth()
+        if self.trig & 1:
+            self.trig &= ~1
+            return await self._session() or True
+        now = time.ticks_ms()
+        if self.trig & 8 or self.mv_s and time.ticks_diff(now, self.mv) >= self.mv_s * 1000:
+            self.mv = now
+            await self._meter_values(self.trig & 8)
+            self.trig &= ~8
+        if self.trig & 2 or time.ticks_diff(now, self.hb) >= self.hb_s * 1000:
+            self.trig &= ~2
+            self.hb = now
+            await self.rpc.call("Heartbeat", {})
 
     async def _journal(self):
         while True:
