@@ -15,6 +15,12 @@ Modes (PBCTL_MODE):
 - mpy: the .mpy files on MICROPYPATH, loaded onto the heap (the heap HEAP
   holds code and data; a board without ROMFS partition, where the modules are
   copied to its file system).
+
+The heap a budget means depends on the interpreter's word size: the venv's
+unix port is 64-bit, the ESP32 32-bit, and the firmware's data takes 1.46 to
+1.51 times the bytes on the 64-bit port (measured with a 32-bit build of the
+same port, PBCTL_MICROPYTHON: BENCHMARKS.md, RAM). board_heap() is the heap
+that holds on the interpreter in use what the board's 96 KB hold.
 """
 import json
 import os
@@ -34,13 +40,39 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The firmware's data budget: an ESP32-WROOM-32 without PSRAM has ~100 KB of
 # MicroPython heap; 96 KB of it for the firmware's data (README "Memory").
 HEAP = os.environ.get("PBCTL_HEAP", "128k")
+# 64-bit heap bytes per 32-bit one for the firmware's data, rounded up from
+# the measured 1.46 (3 devices) .. 1.51 (8 EVSEs charging): BENCHMARKS.md, RAM.
+WORD_RATIO = (3, 2)
 MODE = os.environ.get("PBCTL_MODE", "romfs")
 ADMIN = ("admin", "1234abcd")  # the document's example credentials (simulation only)
 
 
 def micropython_bin():
+    """The venv's unix port; PBCTL_MICROPYTHON names another build (a 32-bit
+    one measures the heap with the board's word size: BENCHMARKS.md, RAM)."""
+    if os.environ.get("PBCTL_MICROPYTHON"):
+        return os.environ["PBCTL_MICROPYTHON"]
     exe = os.path.join(os.path.dirname(sys.executable), "micropython")
     return exe if os.path.exists(exe) else "micropython"
+
+
+_BITS = {}
+
+
+def word_bits():
+    """32 or 64: the word size of the interpreter the firmware runs on."""
+    exe = micropython_bin()
+    if exe not in _BITS:
+        out = subprocess.run([exe, "-c", "import sys; print(64 if sys.maxsize > 1 << 32 else 32)"],
+                             capture_output=True, text=True, timeout=30).stdout
+        _BITS[exe] = int(out)
+    return _BITS[exe]
+
+
+def board_heap(kb=96):
+    """The heap ("144k") that holds on this interpreter what kb KB of the
+    32-bit board's heap hold: kb itself on a 32-bit build."""
+    return "%dk" % (kb if word_bits() == 32 else kb * WORD_RATIO[0] // WORD_RATIO[1])
 
 
 def heap_bytes(heap):
@@ -60,9 +92,12 @@ def config_size(heap):
     """The HOST board's CONFIG_SIZE (pbctl/cfgsize.py) for a data budget of
     heap bytes: what stays free after boot with the configuration at its
     size, ~2.4 heap bytes a unit, should be ~28 KB, and the firmware itself
-    takes ~80 KB of the budget (the 64-bit host, ROMFS: BENCHMARKS.md, RAM).
-    At least the factory configuration's size (and a little more)."""
-    return max(2600, (heap - 110592) * 10 // 24)
+    takes ~80 KB of the budget (the 64-bit host, ROMFS: BENCHMARKS.md, RAM;
+    a 32-bit interpreter's heap counts WORD_RATIO times). At least the factory
+    configuration's size (and a little more)."""
+    if word_bits() == 32:
+        heap = heap * WORD_RATIO[0] // WORD_RATIO[1]
+    return max(2600, (heap - 105472) // 3)
 
 
 def free_base(n=3):

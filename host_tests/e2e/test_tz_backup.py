@@ -11,7 +11,7 @@ import calendar
 import json
 import time
 
-from simrun import ADMIN, Sim, wait_for
+from simrun import ADMIN, Sim, board_heap, wait_for
 
 JSON = {"Content-Type": "application/json"}
 EU = "CET-1CEST,M3.5.0,M10.5.0/3"
@@ -36,7 +36,7 @@ def local_time(s):
 def at(utc_text, lead):
     """A Sim whose clock shows utc_text (UTC) lead seconds from now."""
     t = calendar.timegm(time.strptime(utc_text, "%Y-%m-%d %H:%M:%S"))
-    return Sim(fw_env={"PBCTL_CLOCK_OFFSET": str(int(t - lead - time.time()))}, heap="192k")
+    return Sim(fw_env={"PBCTL_CLOCK_OFFSET": str(int(t - lead - time.time()))}, heap=board_heap())
 
 
 def rule(start, dur):
@@ -125,7 +125,7 @@ def set_config(s, auth, data, piece=4096):
 
 
 def test_backup_round_trip_onto_a_fresh_flash_and_broken_restores_change_nothing():
-    with Sim(heap="192k") as a:
+    with Sim(heap=board_heap()) as a:
         configure(a)
         assert a.get("cmd=get_config", ADMIN)[0] == 401  # the old password no longer
         raw = get_config(a, ADMIN2)
@@ -145,7 +145,7 @@ def test_backup_round_trip_onto_a_fresh_flash_and_broken_restores_change_nothing
         "4711", 12345, "M3", "e")
     assert [x["user"]["rfids"][0]["id"] for x in items[6:]] == ["1234", "98765432"]
 
-    with Sim(heap="192k") as b:  # a fresh flash, its admin password the preset one
+    with Sim(heap=board_heap()) as b:  # a fresh flash, its admin password the preset one
         assert set_config(b, ADMIN, raw, piece=1000) == (200, "ok")
         assert b.get("cmd=get_users", ADMIN)[0] == 401  # the backup's admin password now
         raw_b = get_config(b, ADMIN2)
