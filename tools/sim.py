@@ -3,7 +3,9 @@
 Serves the web UI at http://127.0.0.1:8080/ and the API at /cnf (HTTP_PORT= /
 --http-port overrides). The
 simulated controller's flash lives in build/sim-flash, so settings survive
-restarts. Ctrl-C stops both processes.
+restarts. Ctrl-C stops both processes. The heap is the board's 96 KB as this
+interpreter holds them (simrun.board_heap(): 144k on the 64-bit unix port);
+PBCTL_HEAP sets another.
 """
 import argparse
 import json
@@ -13,7 +15,7 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from simrun import ADMIN, ROOT, Sim  # noqa: E402
+from simrun import ADMIN, ROOT, Sim, board_heap  # noqa: E402
 
 
 def main():
@@ -32,7 +34,8 @@ def main():
         if os.path.exists(os.path.join(a.flash, n)):
             os.remove(os.path.join(a.flash, n))
     sim_args = ["--scenario", a.scenario] if a.scenario and os.path.exists(a.scenario) else []
-    sim = Sim(http_port=a.http_port, baud=a.baud, flash=a.flash, echo=True, sim_args=sim_args)
+    heap = os.environ.get("PBCTL_HEAP") or board_heap()
+    sim = Sim(http_port=a.http_port, baud=a.baud, flash=a.flash, echo=True, sim_args=sim_args, heap=heap)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     try:
         sim.start()
@@ -55,6 +58,8 @@ def main():
         print("  admin:    user %s, password %s (simulation only)" % ADMIN)
         print("  bus:      %s at %d baud; simulator control on 127.0.0.1:%d" % (sim.tty, sim.baud, sim.control_port))
         print("  flash:    %s" % a.flash)
+        print("  heap:     %s for data (%s mode; the board's 96 KB as this interpreter holds them)" % (
+            sim.heap, sim.mode))
         print("Ctrl-C stops.")
         sys.stdout.flush()
         while True:
@@ -65,7 +70,7 @@ def main():
             # the firmware restarted itself (boards/HOST reset(), after cmd=update): the next boot
             print("firmware restart (reset): booting again on %s" % a.flash)
             sim.stop()
-            sim = Sim(http_port=a.http_port, baud=a.baud, flash=a.flash, echo=True, sim_args=sim_args)
+            sim = Sim(http_port=a.http_port, baud=a.baud, flash=a.flash, echo=True, sim_args=sim_args, heap=heap)
             sim.start()
         print("a process exited; stopping")
         return 1
