@@ -569,18 +569,20 @@ class ChargePoint:
     # ---- the central system's calls --------------------------------------------------
     async def _handle(self, action, payload):
         try:
-            for k in range(3):
+            for k in range(6):
                 # loading the module is the call's largest need and changes nothing: a heap
                 # that has no room for it now (an HTTP request holding its own module) may
-                # have in a moment; only then is the answer InternalError
+                # have in a moment (the central system waits seconds: ~0.9 s here is cheap);
+                # only then is the answer InternalError
                 try:
                     h = self.calls().handle
                     break
                 except MemoryError:
                     self.drop_calls()
-                    if k == 2:
+                    if k == 5:
                         raise
-                    await asyncio.sleep_ms(30)
+                    await asyncio.sleep_ms(30 << k)
+                    gc.collect()
             return await h(self, action, payload)
         finally:
             self.drop_calls()
