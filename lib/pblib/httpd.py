@@ -765,7 +765,10 @@ class Server:
         while e < 3:  # e: the end of the head, just past its first blank line
             if n >= len(buf):
                 return 413 << 4 | 2  # request header too large
-            k = await r.readinto(mv[n:])
+            try:
+                k = await r.readinto(mv[n:])
+            except OSError:  # the connection closed under us (evicted, or the server stopping):
+                return None  # gone, as a client that left (never a task's unretrieved exception)
             if k == 0:
                 return 400 << 4 | 1 if n else None  # bad request
             if k and not drain:  # (None: nothing to read after all)
